@@ -1,0 +1,186 @@
+"""The ``jifr`` command: thin Typer commands over the library."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from jifr.datasets.cli import datasets_app
+from jifr.errors import DataError
+from jifr.features.cli import features_app
+
+app = typer.Typer(
+    help="jifr: joint multimedia item and personalised key-frame recommendation (JIFR, IJCAI 2019).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(datasets_app, name="datasets")
+app.add_typer(features_app, name="features")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@app.callback()
+def main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug messages.")] = False) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+    )
+
+
+def reports_errors(command: F) -> F:
+    """Turn data and configuration problems into one clear message and exit code 2."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except (DataError, ValueError, FileNotFoundError, FileExistsError) as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def parse_settings(settings: list[str]) -> dict[str, Any]:
+    """``["collab_dim=64", "content_attention=avg"]`` -> {"collab_dim": 64, "content_attention": "avg"}."""
+    out: dict[str, Any] = {}
+    for item in settings:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
+        try:
+            out[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key.strip()] = raw
+    return out
+
+
+# ---- commands ---------------------------------------------------------------------------------
+@app.command()
+@reports_errors
+def generate(
+    preset: Annotated[str, typer.Argument(help="Synthetic preset: tiny, small or paper.")],
+    out: Annotated[Path, typer.Option(help="Dataset directory to write.")],
+    seed: Annotated[int | None, typer.Option(help="Override the preset's seed.")] = None,
+) -> None:
+    """Write a synthetic dataset with a planted answer (users' true visual tastes drive frame likes)."""
+    from jifr.datasets.synthetic import write_synthetic
+
+    typer.echo(write_synthetic(preset, out, seed=seed))
+
+
+@app.command()
+@reports_errors
+def prepare(
+    source: Annotated[Path, typer.Argument(help="Dataset directory in the documented format (docs/format.md).")],
+    out: Annotated[Path, typer.Option(help="Prepared-dataset directory to write.")],
+    min_user: Annotated[int, typer.Option(help="k-core: minimum interactions per user.")] = 5,
+    min_item: Annotated[int, typer.Option(help="k-core: minimum interactions per item.")] = 5,
+    split: Annotated[str, typer.Option(help="random, leave-one-out or temporal.")] = "random",
+    ratios: Annotated[str, typer.Option(help="train,valid,test fractions (random/temporal).")] = "0.7,0.1,0.2",
+    seed: Annotated[int, typer.Option(help="Seed of the split.")] = 0,
+) -> None:
+    """Validate, k-core filter and split a dataset; every model is then evaluated on this split."""
+    from jifr.data.prepare import PrepareConfig, prepare_dataset
+    from jifr.data.splits import SplitConfig
+
+    parts = tuple(float(x) for x in ratios.split(","))
+    if len(parts) != 3:
+        raise ValueError(f"--ratios needs three numbers, got {ratios!r}")
+    config = PrepareConfig(min_user, min_item, SplitConfig(split, parts, seed))  # type: ignore[arg-type]
+    data = prepare_dataset(source, out, config)
+    typer.echo(json.dumps({k: data.meta[k] for k in ("n_users", "n_items", "n_frames", "n_interactions", "n_frame_likes", "fingerprint")}))
+
+
+@app.command()
+@reports_errors
+def models() -> None:
+    """List the models and their settings (change them with `jifr train --set KEY=VALUE`)."""
+    import dataclasses
+
+    from jifr.models import MODELS
+
+    for name, spec in MODELS.items():
+        fields = ", ".join(f"{f.name}={f.default}" for f in dataclasses.fields(spec.config) if f.name not in spec.fixed)
+        typer.echo(f"{name:18s} {spec.summary}\n{'':18s} {fields or '(no settings)'}")
+
+
+@app.command()
+@reports_errors
+def train(
+    prepared: Annotated[Path, typer.Argument(help="Prepared dataset (from `jifr prepare`).")],
+    out: Annotated[Path, typer.Option(help="Run directory for the checkpoint.")],
+    model: Annotated[str, typer.Option(help="Model name (see `jifr models`).")] = "jifr",
+    setting: Annotated[list[str] | None, typer.Option("--set", help="Model setting KEY=VALUE, repeatable (e.g. --set l2_projection=0.01).")] = None,
+    epochs: Annotated[int, typer.Option(help="Maximum epochs.")] = 40,
+    batch_size: Annotated[int, typer.Option(help="Positives per step (each with --negatives negatives).")] = 1024,
+    negatives: Annotated[int, typer.Option(help="Negatives per positive, resampled every epoch.")] = 10,
+    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 5e-3,
+    patience: Annotated[int, typer.Option(help="Validations without improvement before stopping.")] = 5,
+    seed: Annotated[int, typer.Option(help="Seed of initialisation, ordering and negatives.")] = 0,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Train a model with mini-batch Adam on the BPR objective; keeps the best validation epoch."""
+    from jifr.checkpoint import save_checkpoint
+    from jifr.data.prepared import load_prepared
+    from jifr.models import ModelInputs, build_model
+    from jifr.train import TrainConfig, fit
+
+    data = load_prepared(prepared)
+    config = TrainConfig(epochs, batch_size, negatives, lr, seed, patience=patience)
+    recommender = build_model(model, ModelInputs.from_data(data), parse_settings(setting or []), seed=seed)
+    history = fit(recommender, data, config, show_progress=progress)
+    save_checkpoint(out, recommender, data, config, history, seed=seed)
+    typer.echo(json.dumps({"checkpoint": str(out), "best_epoch": history.best_epoch, "seconds": round(history.seconds, 2)}))
+
+
+@app.command()
+@reports_errors
+def evaluate(
+    run: Annotated[Path, typer.Argument(help="Run directory (from `jifr train`).")],
+    protocol: Annotated[list[str] | None, typer.Option(help="item_paper, item_full, keyframe; repeatable (default: all that apply).")] = None,
+    part: Annotated[str, typer.Option(help="test or valid.")] = "test",
+    repeats: Annotated[int, typer.Option(help="Repeats of the sampled protocol.")] = 10,
+    sampled_negatives: Annotated[int, typer.Option(help="Sampled negatives per user (paper protocol).")] = 1000,
+    seed: Annotated[int, typer.Option(help="First seed of the sampled protocol.")] = 0,
+    out: Annotated[Path | None, typer.Option(help="Results prefix (writes .json and .csv); default RUN/results.")] = None,
+) -> None:
+    """Evaluate a checkpoint; prints a table and writes JSON + CSV results with provenance."""
+    from jifr.checkpoint import load_checkpoint
+    from jifr.experiment import evaluate_model, format_results
+    from jifr.results import provenance, write_results
+
+    recommender, data, description = load_checkpoint(run)
+    results = evaluate_model(recommender, data, protocol or None, part, repeats, sampled_negatives, seed)
+    config = {"model": description["model"], "model_config": description["model_config"], "train_config": description["train_config"], "part": part}
+    context = {"model": description["model"]} | provenance(data.fingerprint, config, description["seed"])
+    paths = write_results(out or run / "results", results, context)
+    typer.echo(format_results(description["model"], results))
+    typer.echo(f"wrote {paths[0]} and {paths[1]}")
+
+
+@app.command()
+@reports_errors
+def recommend(
+    run: Annotated[Path, typer.Argument(help="Run directory (from `jifr train`).")],
+    user: Annotated[str, typer.Option(help="Raw user id.")],
+    k: Annotated[int, typer.Option("-k", help="Number of items.")] = 10,
+    include_seen: Annotated[bool, typer.Option(help="Also recommend items the user already interacted with.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
+) -> None:
+    """Top-K items for a user, each with its personalised key frame and the scores of all its frames."""
+    from jifr.checkpoint import load_checkpoint
+    from jifr.recommend import format_recommendations, recommend_for_user
+
+    recommender, data, _ = load_checkpoint(run)
+    recommendations = recommend_for_user(recommender, data, user, k, exclude_seen=not include_seen)
+    typer.echo(json.dumps(recommendations, indent=1) if as_json else format_recommendations(recommendations))

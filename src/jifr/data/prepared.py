@@ -1,0 +1,167 @@
+"""The prepared dataset: contiguous indices, CSR structures and a fixed split, saved once.
+
+On disk (``jifr prepare`` writes it, every model reads it):
+    prepared.json        counts, filtering log, split config, fingerprint, version
+    arrays.npz           split interactions, item->frame ``indptr``, frame likes (no pickle)
+    users.txt items.txt frames.txt   raw ids, one per line, in index order
+    frames.parquet       frame_id, item_id, path, title (for display)
+    features.npy         (L, D) features in frame-index order, memory-mapped when loaded
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import scipy.sparse as sp
+
+from jifr.errors import DataError
+
+META_NAME = "prepared.json"
+ARRAYS_NAME = "arrays.npz"
+FEATURES_NAME = "features.npy"
+FRAMES_TABLE_NAME = "frames.parquet"
+PARTS = ("train", "valid", "test")
+
+
+@dataclass
+class Interactions:
+    """Implicit positives as parallel index arrays."""
+
+    users: np.ndarray  # (n,) int64
+    items: np.ndarray  # (n,) int64
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+    def csr(self, n_users: int, n_items: int) -> sp.csr_matrix:
+        """(n_users, n_items) binary CSR matrix."""
+        data = np.ones(len(self.users), dtype=np.float32)
+        return sp.csr_matrix((data, (self.users, self.items)), shape=(n_users, n_items))
+
+
+@dataclass
+class ItemFrames:
+    """Item -> frames as CSR: the frames of item ``i`` are rows ``indptr[i]:indptr[i+1]`` of ``features``."""
+
+    indptr: np.ndarray  # (n_items + 1,) int64
+    features: np.ndarray  # (L, D) float16 | float32, usually a read-only memmap
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.indptr[-1])
+
+    @property
+    def counts(self) -> np.ndarray:
+        """(n_items,) number of frames per item."""
+        return np.diff(self.indptr)
+
+    @property
+    def frame_item(self) -> np.ndarray:
+        """(L,) the item index of each frame."""
+        return np.repeat(np.arange(len(self.indptr) - 1), self.counts)
+
+
+@dataclass
+class FrameLikes:
+    """Fine-grained likes used only for key-frame evaluation: (user, item, frame) index triples."""
+
+    users: np.ndarray
+    items: np.ndarray
+    frames: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+
+@dataclass
+class PreparedData:
+    """Everything a model, a trainer and an evaluator need, in index space."""
+
+    directory: Path
+    user_ids: np.ndarray  # (n_users,) str
+    item_ids: np.ndarray  # (n_items,) str
+    frame_ids: np.ndarray  # (L,) str
+    frames: ItemFrames
+    train: Interactions
+    valid: Interactions
+    test: Interactions
+    likes: FrameLikes
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_users(self) -> int:
+        return len(self.user_ids)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids)
+
+    @property
+    def fingerprint(self) -> str:
+        return str(self.meta["fingerprint"])
+
+    def part(self, name: str) -> Interactions:
+        return {"train": self.train, "valid": self.valid, "test": self.test}[name]
+
+    def likes_of(self, part: str) -> FrameLikes:
+        """The frame likes whose (user, item) pair lies in ``part`` of the split."""
+        pairs = self.part(part)
+        keys = pairs.users * self.n_items + pairs.items
+        like_keys = self.likes.users * self.n_items + self.likes.items
+        keep = np.isin(like_keys, keys)
+        return FrameLikes(self.likes.users[keep], self.likes.items[keep], self.likes.frames[keep])
+
+    def frame_table(self) -> dict[str, np.ndarray]:
+        """Display columns of the frames (frame_id, item_id, path, title)."""
+        table = pq.read_table(self.directory / FRAMES_TABLE_NAME)
+        return {c: np.asarray(table.column(c).to_numpy(zero_copy_only=False)).astype(str) for c in table.column_names}
+
+
+def save_prepared(data: PreparedData) -> None:
+    """Write everything but ``features.npy`` (written by the caller, streamed) and the frame table."""
+    out = data.directory
+    arrays = {f"{p}_{k}": getattr(data.part(p), k) for p in PARTS for k in ("users", "items")}
+    arrays |= {"item_frame_indptr": data.frames.indptr}
+    arrays |= {f"likes_{k}": getattr(data.likes, k) for k in ("users", "items", "frames")}
+    np.savez(out / ARRAYS_NAME, **arrays)
+    for name, ids in (("users", data.user_ids), ("items", data.item_ids), ("frames", data.frame_ids)):
+        (out / f"{name}.txt").write_text("".join(f"{x}\n" for x in ids), encoding="utf-8")
+    (out / META_NAME).write_text(json.dumps(data.meta, indent=2, sort_keys=True), encoding="utf-8")
+
+
+def write_frame_table(directory: Path, columns: dict[str, np.ndarray]) -> None:
+    pq.write_table(pa.table({k: pa.array(v.tolist(), pa.string()) for k, v in columns.items()}), directory / FRAMES_TABLE_NAME)
+
+
+def _read_ids(path: Path) -> np.ndarray:
+    return np.array(path.read_text(encoding="utf-8").splitlines(), dtype=str)
+
+
+def load_prepared(directory: str | Path) -> PreparedData:
+    """Open a prepared dataset; features are memory-mapped, not read into memory."""
+    directory = Path(directory)
+    if not (directory / META_NAME).exists():
+        raise DataError(directory, f"not a prepared dataset (no {META_NAME}); run 'jifr prepare' first")
+    meta = json.loads((directory / META_NAME).read_text(encoding="utf-8"))
+    with np.load(directory / ARRAYS_NAME, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    parts = {p: Interactions(arrays[f"{p}_users"], arrays[f"{p}_items"]) for p in PARTS}
+    features = np.load(directory / FEATURES_NAME, mmap_mode="r", allow_pickle=False)
+    return PreparedData(
+        directory=directory,
+        user_ids=_read_ids(directory / "users.txt"),
+        item_ids=_read_ids(directory / "items.txt"),
+        frame_ids=_read_ids(directory / "frames.txt"),
+        frames=ItemFrames(arrays["item_frame_indptr"], features),
+        train=parts["train"],
+        valid=parts["valid"],
+        test=parts["test"],
+        likes=FrameLikes(arrays["likes_users"], arrays["likes_items"], arrays["likes_frames"]),
+        meta=meta,
+    )

@@ -1,0 +1,94 @@
+"""``jifr datasets``: build named datasets and print their statistics.
+
+Mounted by the main CLI as ``app.add_typer(datasets_app, name="datasets")``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from jifr.datasets.mirror import MirrorNotFoundError
+from jifr.datasets.movielens import (
+    BUNDLES_BUILDER,
+    POSTERS_BUILDER,
+    build_movielens_100k_posters,
+    build_movielens_bundles,
+    dataset_statistics,
+)
+from jifr.errors import DataError
+
+BUILDERS: dict[str, Callable[..., Path]] = {
+    POSTERS_BUILDER: build_movielens_100k_posters,
+    BUNDLES_BUILDER: build_movielens_bundles,
+}
+
+datasets_app = typer.Typer(
+    help="Build named datasets (MovieLens-100K posters and bundles) and describe them.",
+    no_args_is_help=True,
+)
+
+
+def _fail(message: str) -> typer.Exit:
+    """Print ``message`` to stderr and return the exit to raise (status 1, no traceback)."""
+    typer.echo(f"Error: {message}", err=True)
+    return typer.Exit(code=1)
+
+
+def _builder_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
+    """The given (non-None) options, checked against the builder's parameters."""
+    accepted = inspect.signature(BUILDERS[name]).parameters
+    given = {key: value for key, value in options.items() if value is not None}
+    for key in given:
+        if key not in accepted:
+            raise _fail(f"--{key.replace('_', '-')} does not apply to {name}")
+    return given
+
+
+@datasets_app.command()
+def build(
+    name: Annotated[str, typer.Argument(help=f"One of: {', '.join(BUILDERS)}.")],
+    out: Annotated[Path, typer.Option("--out", help="Dataset directory to write.")],
+    mirror: Annotated[
+        Path | None,
+        typer.Option(
+            help="Mirror holding ml-100k-posters/ (default: $JIFR_MIRROR, then "
+            "../shared/datasets from here or from the repository)."
+        ),
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Bundles: clustering/shuffle seed (0).")] = None,
+    bundle_size: Annotated[int | None, typer.Option(help="Bundles: target size (6).")] = None,
+    like_threshold: Annotated[
+        int | None, typer.Option(help="Bundles: lowest rating that likes a poster (4).")
+    ] = None,
+) -> None:
+    """Build dataset NAME from the MovieLens-100K mirror into --out."""
+    if name not in BUILDERS:
+        raise _fail(f"unknown dataset {name!r}; choose one of: {', '.join(BUILDERS)}")
+    options = {"seed": seed, "bundle_size": bundle_size, "like_threshold": like_threshold}
+    try:
+        path = BUILDERS[name](mirror, out, **_builder_options(name, options))
+    except (MirrorNotFoundError, DataError, FileExistsError, ValueError) as error:
+        raise _fail(str(error)) from None
+    statistics = dataset_statistics(path)
+    typer.echo(
+        f"wrote {path}: {statistics['users']} users, {statistics['items']} items, "
+        f"{statistics['interactions']} interactions, {statistics['frames']} frames"
+    )
+
+
+@datasets_app.command()
+def stats(
+    directory: Annotated[Path, typer.Argument(help="Dataset directory.")],
+) -> None:
+    """Print the statistics of a dataset directory as JSON."""
+    try:
+        statistics = dataset_statistics(directory)
+    except FileNotFoundError as error:
+        raise _fail(str(error)) from None
+    typer.echo(json.dumps(statistics, indent=2))

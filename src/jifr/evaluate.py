@@ -1,0 +1,194 @@
+"""Evaluation protocols: items (paper's sampled protocol and full ranking) and key frames.
+
+- ``item_paper``: per user, candidates = the user's held-out positives + 1,000 items sampled
+  uniformly without replacement from the items the user never interacted with (in any part of
+  the split); repeated with recorded seeds, reported as mean and std over repeats.
+- ``item_full``: candidates = every item except the user's training (and, when testing,
+  validation) positives.
+- ``keyframe``: per held-out (user, item) pair with frame likes, the item's frames are ranked by
+  the model's frame score; liked frames are the positives.
+
+Item metrics are averaged over users with at least one held-out positive; key-frame metrics over
+(user, item) pairs. Metric definitions are in ``jifr.metrics``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from torch import Tensor
+
+from jifr.data.prepared import PreparedData
+from jifr.data.sampling import sample_unrated
+from jifr.metrics import hr_ndcg, ideal_dcg, pessimistic_positions
+from jifr.models.base import Recommender
+
+ITEM_KS = (5, 10, 15, 20, 25, 30)
+FRAME_KS = (1, 2, 3, 5)
+PROTOCOLS = ("item_paper", "item_full", "keyframe")
+SCORE_BUDGET = 2**25  # user x item scores held at once
+
+
+@dataclass
+class ProtocolResult:
+    """Mean (and std over repeats, where repeated) of each metric, with what was averaged."""
+
+    protocol: str
+    metrics: dict[str, float]
+    std: dict[str, float]
+    n_queries: int
+    details: dict[str, object]
+
+    def as_dict(self) -> dict[str, object]:
+        return {"metrics": self.metrics, "std": self.std, "n_queries": self.n_queries} | self.details
+
+
+def _user_chunks(users: np.ndarray, n_items: int) -> Iterator[np.ndarray]:
+    step = max(1, SCORE_BUDGET // max(n_items, 1))
+    for start in range(0, len(users), step):
+        yield users[start : start + step]
+
+
+def _padded_positives(matrix: sp.csr_matrix, users: np.ndarray) -> tuple[Tensor, Tensor]:
+    """(B, P_max) item indices of each user's positives in ``matrix``, and the (B, P_max) mask."""
+    rows = matrix[users]
+    counts = torch.as_tensor(np.diff(rows.indptr))
+    width = int(counts.max()) if len(users) else 0
+    mask = torch.arange(width)[None, :] < counts[:, None]
+    items = torch.zeros(mask.shape, dtype=torch.long)
+    items[mask] = torch.as_tensor(rows.indices, dtype=torch.long)
+    return items, mask
+
+
+def _exclusion(data: PreparedData, part: str) -> sp.csr_matrix:
+    """Known positives that are not candidates: train, plus valid when evaluating on test."""
+    parts = ["train"] if part == "valid" else ["train", "valid"]
+    return sum(data.part(p).csr(data.n_users, data.n_items) for p in parts).tocsr()
+
+
+@torch.no_grad()
+def evaluate_full(
+    model: Recommender, data: PreparedData, part: str = "test", ks: tuple[int, ...] = ITEM_KS
+) -> ProtocolResult:
+    """Full-ranking item evaluation, chunked over users (bounded memory at any catalogue size)."""
+    model.eval()
+    held_out = data.part(part).csr(data.n_users, data.n_items)
+    excluded = _exclusion(data, part)
+    users = np.flatnonzero(np.diff(held_out.indptr))
+    sums = {name: 0.0 for k in ks for name in (f"HR@{k}", f"NDCG@{k}")}
+    for chunk in _user_chunks(users, data.n_items):
+        scores = model.score_all(torch.as_tensor(chunk)).clone()
+        exclude_rows = excluded[chunk].tocoo()
+        scores[exclude_rows.row, exclude_rows.col] = float("-inf")
+        for name, values in _rank_held_out(scores, held_out, chunk, ks).items():
+            sums[name] += float(values.sum())
+    metrics = {name: total / max(len(users), 1) for name, total in sums.items()}
+    return ProtocolResult("item_full", metrics, {}, len(users), {"part": part, "candidates": "all items except known positives"})
+
+
+def _rank_held_out(scores: Tensor, held_out: sp.csr_matrix, chunk: np.ndarray, ks: tuple[int, ...]) -> dict[str, Tensor]:
+    items, mask = _padded_positives(held_out, chunk)
+    positive = torch.gather(scores, 1, items).masked_fill(~mask, float("-inf"))
+    negative = scores.clone()
+    negative[mask.nonzero()[:, 0], items[mask]] = float("-inf")
+    positions = pessimistic_positions(positive, negative, max(ks))
+    return hr_ndcg(positions, mask.sum(1), ks)
+
+
+@torch.no_grad()
+def evaluate_sampled(
+    model: Recommender,
+    data: PreparedData,
+    part: str = "test",
+    ks: tuple[int, ...] = ITEM_KS,
+    n_negatives: int = 1000,
+    repeats: int = 10,
+    seed: int = 0,
+) -> ProtocolResult:
+    """The paper's protocol: held-out positives + ``n_negatives`` never-interacted items, repeated."""
+    model.eval()
+    held_out = data.part(part).csr(data.n_users, data.n_items)
+    interacted = sum(data.part(p).csr(data.n_users, data.n_items) for p in ("train", "valid", "test")).tocsr()
+    users = np.flatnonzero(np.diff(held_out.indptr))
+    seeds = [seed + r for r in range(repeats)]
+    generators = [np.random.default_rng(s) for s in seeds]
+    sums = np.zeros((repeats, 2 * len(ks)))
+    names = [name for k in ks for name in (f"HR@{k}", f"NDCG@{k}")]
+    for chunk in _user_chunks(users, data.n_items):
+        scores = model.score_all(torch.as_tensor(chunk))
+        items, mask = _padded_positives(held_out, chunk)
+        positive = torch.gather(scores, 1, items).masked_fill(~mask, float("-inf"))
+        for r, rng in enumerate(generators):
+            sampled, valid = sample_unrated(interacted[chunk], n_negatives, rng)
+            negative = torch.gather(scores, 1, torch.as_tensor(sampled)).masked_fill(~torch.as_tensor(valid), float("-inf"))
+            values = hr_ndcg(pessimistic_positions(positive, negative, max(ks)), mask.sum(1), ks)
+            sums[r] += [float(values[name].sum()) for name in names]
+    per_repeat = sums / max(len(users), 1)
+    metrics = dict(zip(names, per_repeat.mean(0).tolist(), strict=True))
+    std = dict(zip(names, per_repeat.std(0).tolist(), strict=True))
+    details = {"part": part, "n_negatives": n_negatives, "repeats": repeats, "seeds": seeds}
+    return ProtocolResult("item_paper", metrics, std, len(users), details)
+
+
+@dataclass
+class KeyFrameQueries:
+    """Held-out (user, item) pairs with frame likes, and the (B, F_max) mask of liked frames."""
+
+    users: Tensor
+    items: Tensor
+    liked: Tensor
+    frame_counts: Tensor
+
+
+def keyframe_queries(data: PreparedData, part: str = "test") -> KeyFrameQueries:
+    likes = data.likes_of(part)
+    pair_keys, pair_index = np.unique(likes.users * data.n_items + likes.items, return_inverse=True)
+    users, items = pair_keys // data.n_items, pair_keys % data.n_items
+    counts = np.diff(data.frames.indptr)[items]
+    liked = np.zeros((len(pair_keys), int(counts.max()) if len(counts) else 0), dtype=bool)
+    liked[pair_index, likes.frames - data.frames.indptr[likes.items]] = True
+    return KeyFrameQueries(*(torch.as_tensor(a) for a in (users, items, liked, counts)))
+
+
+@torch.no_grad()
+def evaluate_keyframes(
+    model: Recommender, data: PreparedData, part: str = "test", ks: tuple[int, ...] = FRAME_KS, batch: int = 4096
+) -> ProtocolResult:
+    """Key-frame HR@K / NDCG@K over held-out (user, item) pairs that have frame likes."""
+    model.eval()
+    q = keyframe_queries(data, part)
+    sums: dict[str, float] = {}
+    for start in range(0, len(q.users), batch):
+        b = slice(start, start + batch)
+        scores = model.score_frames(q.users[b], q.items[b])
+        liked = q.liked[b, : scores.shape[1]]
+        positive = scores.masked_fill(~liked, float("-inf"))
+        negative = scores.masked_fill(liked, float("-inf"))
+        values = hr_ndcg(pessimistic_positions(positive, negative, max(ks)), liked.sum(1), ks)
+        for name, v in values.items():
+            sums[name] = sums.get(name, 0.0) + float(v.sum())
+    n = len(q.users)
+    metrics = {name: total / max(n, 1) for name, total in sums.items()}
+    all_liked = int((q.liked.sum(1) == q.frame_counts).sum())
+    details = {"part": part, "pairs_all_frames_liked": all_liked, "mean_frames": float(q.frame_counts.double().mean()) if n else 0.0}
+    return ProtocolResult("keyframe", metrics, {}, n, details)
+
+
+def random_keyframe_expectation(data: PreparedData, part: str = "test", ks: tuple[int, ...] = FRAME_KS) -> dict[str, float]:
+    """Analytic expected HR@K / NDCG@K of a uniformly random frame order (RND).
+
+    With n frames of which m are liked, each position holds a liked frame with probability m/n:
+    E[HR@K] = min(K, n) / n and E[NDCG@K] = (m/n) sum_{r <= min(K, n)} 1/log2(r+1) / IDCG@K(m).
+    """
+    q = keyframe_queries(data, part)
+    n, m = q.frame_counts.double(), q.liked.sum(1)
+    out = {}
+    for k in ks:
+        top = torch.clamp(n, max=k)
+        out[f"HR@{k}"] = float((top / n).mean())
+        out[f"NDCG@{k}"] = float((m / n * ideal_dcg(top.long(), k) / ideal_dcg(m, k)).mean())
+    return out

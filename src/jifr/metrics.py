@@ -1,0 +1,48 @@
+"""Ranking metrics computed from pessimistic ranks.
+
+For one query (a user, or a (user, item) pair for key frames) with positives P and negatives N:
+- position of a positive: 1 + the number of candidates ranked above it, where a negative with an
+  equal score counts as above (ties are broken pessimistically);
+- HR@K = |{p : position(p) <= K}| / |P|  (recall-style: fraction of the positives in the top K);
+- NDCG@K = DCG@K / IDCG@K, DCG@K = sum_{position(p) <= K} 1 / log2(position(p) + 1),
+  IDCG@K = sum_{r=1}^{min(K, |P|)} 1 / log2(r + 1).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def pessimistic_positions(positive: Tensor, negative: Tensor, k_max: int) -> Tensor:
+    """1-based positions of each query's positives, exact up to ``k_max``.
+
+    ``positive`` (B, P) and ``negative`` (B, N) hold scores, ``-inf`` marking padding and
+    non-candidates. Returns (B, P) float positions, sorted best first; ``inf`` for padding.
+    Positions beyond ``k_max`` are only guaranteed to be > ``k_max``.
+    """
+    k = min(k_max, negative.shape[1])
+    top = torch.topk(negative, k, dim=1).values if k > 0 else negative[:, :0]
+    ordered = torch.sort(positive, dim=1, descending=True).values
+    ahead = (top[:, None, :] >= ordered[:, :, None]).sum(-1)  # negatives at or above, capped at k
+    rank_among_positives = torch.arange(1, positive.shape[1] + 1)[None, :]
+    positions = (ahead + rank_among_positives).to(torch.float64)
+    return positions.masked_fill(torch.isneginf(ordered), float("inf"))
+
+
+def ideal_dcg(n_positive: Tensor, k: int) -> Tensor:
+    """(B,) IDCG@k for queries with ``n_positive`` (B,) positives."""
+    gains = 1.0 / torch.log2(torch.arange(2, k + 2, dtype=torch.float64))
+    cumulative = torch.cat([torch.zeros(1, dtype=torch.float64), torch.cumsum(gains, 0)])
+    return cumulative[n_positive.clamp(max=k)]
+
+
+def hr_ndcg(positions: Tensor, n_positive: Tensor, ks: tuple[int, ...]) -> dict[str, Tensor]:
+    """Per-query HR@K and NDCG@K, each (B,), from (B, P) positions and (B,) positive counts."""
+    discounts = 1.0 / torch.log2(positions + 1.0)
+    out: dict[str, Tensor] = {}
+    for k in ks:
+        hit = positions <= k
+        out[f"HR@{k}"] = hit.sum(1).double() / n_positive
+        out[f"NDCG@{k}"] = (discounts * hit).sum(1) / ideal_dcg(n_positive, k)
+    return out

@@ -1,0 +1,64 @@
+"""The models, by name. Each entry: (model class, config class, fixed config values)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from jifr.models.base import ModelInputs, Recommender, bpr_loss, config_from_dict
+from jifr.models.bpr import BPR, BPRConfig
+from jifr.models.jifr import JIFR, JIFRConfig
+from jifr.models.popularity import NoConfig, Popularity, RandomFrames
+from jifr.models.vbpr import VBPR, VBPRConfig
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    model: type[Recommender]
+    config: type
+    fixed: dict[str, Any] = field(default_factory=dict)
+    summary: str = ""
+
+
+MODELS: dict[str, ModelSpec] = {
+    "pop": ModelSpec(Popularity, NoConfig, summary="item popularity (a floor for items)"),
+    "rnd": ModelSpec(RandomFrames, NoConfig, summary="random frame order (a floor for key frames)"),
+    "bpr": ModelSpec(BPR, BPRConfig, summary="BPR matrix factorisation"),
+    "vbpr": ModelSpec(VBPR, VBPRConfig, summary="VBPR with bias terms, item feature = mean of frames"),
+    "jifr": ModelSpec(JIFR, JIFRConfig, summary="JIFR: content attention + rating attention"),
+    "jifr_na": ModelSpec(
+        JIFR, JIFRConfig, {"content_attention": "avg", "rating_attention": "avg"}, "JIFR without attention (avg/avg)"
+    ),
+    "jifr_content_att": ModelSpec(
+        JIFR, JIFRConfig, {"content_attention": "att", "rating_attention": "avg"}, "JIFR, content attention only"
+    ),
+    "jifr_rating_att": ModelSpec(
+        JIFR, JIFRConfig, {"content_attention": "avg", "rating_attention": "att"}, "JIFR, rating attention only"
+    ),
+}
+
+
+def model_config(name: str, overrides: dict[str, Any] | None = None) -> Any:
+    """The resolved config of model ``name``; unknown keys and changes to fixed keys are errors."""
+    spec = _spec(name)
+    overrides = dict(overrides or {})
+    clash = {k for k in spec.fixed if k in overrides and overrides[k] != spec.fixed[k]}
+    if clash:
+        raise ValueError(f"{name} fixes {', '.join(sorted(clash))}; use another model name to change it")
+    return config_from_dict(spec.config, overrides | spec.fixed)
+
+
+def build_model(name: str, inputs: ModelInputs, overrides: dict[str, Any] | None = None, seed: int = 0) -> Recommender:
+    """A freshly initialised model; the same ``seed`` gives the same initial weights."""
+    model = _spec(name).model(model_config(name, overrides), inputs, seed=seed)
+    model.model_name = name
+    return model
+
+
+def _spec(name: str) -> ModelSpec:
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
+    return MODELS[name]
+
+
+__all__ = ["MODELS", "ModelInputs", "Recommender", "bpr_loss", "build_model", "model_config"]

@@ -1,0 +1,128 @@
+"""What every model answers, the shared BPR loss and the inputs models are built from."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from jifr.data.prepared import Interactions, ItemFrames, PreparedData
+
+
+@dataclass
+class ModelInputs:
+    """The data-derived sizes and arrays a model is built from (never trained, never saved)."""
+
+    n_users: int
+    n_items: int
+    frames: ItemFrames
+    train: Interactions
+
+    @classmethod
+    def from_data(cls, data: PreparedData) -> ModelInputs:
+        return cls(data.n_users, data.n_items, data.frames, data.train)
+
+
+def bpr_loss(positive: Tensor, negative: Tensor) -> Tensor:
+    """Mean of -ln sigmoid(r_ai - r_aj) over all (positive, negative) pairs.
+
+    Eq. (3) of the paper prints sigma(r_ai - r_aj) without the logarithm; the BPR criterion it
+    cites (Rendle et al. 2009) and every implementation use the log-sigmoid, as we do.
+    ``positive`` is (B,), ``negative`` is (B, n_neg).
+    """
+    return -F.logsigmoid(positive[:, None] - negative).mean()
+
+
+def config_from_dict(config_type: type, values: dict[str, Any]) -> Any:
+    """Build a config dataclass, rejecting unknown keys instead of silently ignoring them."""
+    known = {f.name for f in dataclasses.fields(config_type)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"unknown {config_type.__name__} key(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    return config_type(**values)
+
+
+class Recommender(nn.Module):
+    """Base class. Item models implement ``score`` and ``score_all``; visual models also
+    ``score_frames``. Trainable models implement ``triplet_scores``.
+
+    Item-only quantities used by ``score_all`` are computed once and cached while the model is
+    in eval mode; switching to train mode drops the cache.
+    """
+
+    name: ClassVar[str] = "base"
+    ranks_items: ClassVar[bool] = True
+    ranks_frames: ClassVar[bool] = False
+    trainable: ClassVar[bool] = True
+    config: Any
+    model_name: str  # the registry name it was built under (e.g. "jifr_na")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.model_name = self.name
+        self._item_cache: dict[str, Tensor] | None = None
+
+    def train(self, mode: bool = True) -> Recommender:
+        self._item_cache = None
+        return super().train(mode)
+
+    def item_cache(self) -> dict[str, Tensor]:
+        """Item-only tensors for scoring, built on first use in eval mode."""
+        if self.training or self._item_cache is None:
+            with torch.no_grad():
+                cache = self.compute_item_cache()
+            if self.training:
+                return cache
+            self._item_cache = cache
+        return self._item_cache
+
+    def compute_item_cache(self) -> dict[str, Tensor]:
+        return {}
+
+    def triplet_scores(self, users: Tensor, positives: Tensor, negatives: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Scores of (B,) positives and (B, n_neg) negatives of (B,) users, and the L2 penalty."""
+        raise NotImplementedError(f"{self.name} is not trained by gradient descent")
+
+    def score(self, users: Tensor, items: Tensor) -> Tensor:
+        """(B,) predicted preference r_ai of each (user, item) pair."""
+        raise NotImplementedError(f"{self.name} does not rank items")
+
+    def score_all(self, users: Tensor) -> Tensor:
+        """(B, n_items) predicted preferences of each user for every item."""
+        raise NotImplementedError(f"{self.name} does not rank items")
+
+    def score_frames(self, users: Tensor, items: Tensor) -> Tensor:
+        """(B, F_max) key-frame scores of each item's frames; -inf pads items with fewer frames."""
+        raise NotImplementedError(f"{self.name} does not rank key frames")
+
+
+def seeded_generator(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(int(seed))
+
+
+def normal_embedding(n: int, dim: int, generator: torch.Generator, std: float = 0.1) -> nn.Embedding:
+    embedding = nn.Embedding(n, dim)
+    nn.init.normal_(embedding.weight, std=std, generator=generator)
+    return embedding
+
+
+def linear(in_dim: int, out_dim: int, generator: torch.Generator, bias: bool = True) -> nn.Linear:
+    """A linear layer with Xavier-uniform weights drawn from ``generator`` (reproducible)."""
+    layer = nn.Linear(in_dim, out_dim, bias=bias)
+    nn.init.xavier_uniform_(layer.weight, generator=generator)
+    if layer.bias is not None:
+        nn.init.zeros_(layer.bias)
+    return layer
+
+
+def squared_norm(*tensors: Tensor) -> Tensor:
+    return sum((t.pow(2).sum() for t in tensors), torch.zeros(()))
+
+
+def as_index(values: np.ndarray | Tensor) -> Tensor:
+    return torch.as_tensor(np.asarray(values) if not isinstance(values, Tensor) else values, dtype=torch.long)

@@ -1,0 +1,84 @@
+"""Torch access to item->frame CSR and frame features: gathers, padding and segment ops."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from jifr.data.prepared import ItemFrames
+
+ITEM_CHUNK = 2048
+FRAME_CHUNK = 16384
+
+
+class FrameStore:
+    """Batched views of the frames of items. Features stay where they are (often a memmap);
+    only the rows a batch needs are read and converted to float32.
+    """
+
+    def __init__(self, frames: ItemFrames) -> None:
+        self.frames = frames
+        self.indptr = torch.as_tensor(frames.indptr, dtype=torch.long)
+        self.counts = self.indptr[1:] - self.indptr[:-1]
+        self.dim = int(frames.features.shape[1])
+        self._in_memory = isinstance(frames.features, np.ndarray) and not isinstance(frames.features, np.memmap)
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.indptr[-1])
+
+    def features(self, rows: Tensor) -> Tensor:
+        """(F, D) float32 features of frame ``rows`` (F,)."""
+        index = rows.numpy()
+        if not self._in_memory:
+            # Reading a memmap in increasing row order touches each page once.
+            order = np.argsort(index, kind="stable")
+            block = np.empty((len(index), self.dim), dtype=np.float32)
+            block[order] = self.frames.features[index[order]]
+            return torch.from_numpy(block)
+        return torch.from_numpy(np.asarray(self.frames.features[index], dtype=np.float32))
+
+    def frames_of(self, items: Tensor) -> tuple[Tensor, Tensor]:
+        """Frame rows (F,) of ``items`` (n,) and the position in ``items`` each belongs to (F,)."""
+        counts = self.counts[items]
+        segment = torch.repeat_interleave(torch.arange(len(items)), counts)
+        starts = torch.repeat_interleave(self.indptr[items], counts)
+        offsets = torch.arange(len(segment)) - torch.repeat_interleave(torch.cumsum(counts, 0) - counts, counts)
+        return starts + offsets, segment
+
+    def padded_frames(self, items: Tensor) -> tuple[Tensor, Tensor]:
+        """(B, F_max) frame rows of ``items`` (B,) and the (B, F_max) mask of real frames."""
+        counts = self.counts[items]
+        width = int(counts.max()) if len(items) else 0
+        slots = torch.arange(width)
+        mask = slots[None, :] < counts[:, None]
+        rows = torch.where(mask, self.indptr[items][:, None] + slots[None, :], 0)
+        return rows, mask
+
+    def item_means(self) -> Tensor:
+        """(n_items, D) mean feature of each item's frames, computed in chunks of frames."""
+        n_items = len(self.counts)
+        sums = torch.zeros(n_items, self.dim)
+        item_of_frame = torch.repeat_interleave(torch.arange(n_items), self.counts)
+        for start in range(0, self.n_frames, FRAME_CHUNK):
+            rows = torch.arange(start, min(start + FRAME_CHUNK, self.n_frames))
+            sums.index_add_(0, item_of_frame[rows], self.features(rows))
+        return sums / self.counts[:, None].clamp(min=1)
+
+    def item_chunks(self) -> list[Tensor]:
+        n_items = len(self.counts)
+        return [torch.arange(s, min(s + ITEM_CHUNK, n_items)) for s in range(0, n_items, ITEM_CHUNK)]
+
+
+def segment_softmax(logits: Tensor, segment: Tensor, n_segments: int) -> Tensor:
+    """Softmax of ``logits`` (F,) within each segment (eq. 7): entries sharing ``segment`` sum to 1."""
+    maxima = torch.full((n_segments,), float("-inf")).scatter_reduce(0, segment, logits.detach(), "amax")
+    exp = torch.exp(logits - maxima[segment])
+    totals = torch.zeros(n_segments).index_add(0, segment, exp)
+    return exp / totals[segment]
+
+
+def segment_sum(values: Tensor, segment: Tensor, n_segments: int) -> Tensor:
+    """(n_segments, d) sums of the rows of ``values`` (F, d) that share a segment."""
+    return torch.zeros(n_segments, values.shape[1]).index_add(0, segment, values)

@@ -1,0 +1,45 @@
+"""Shared fixtures: a tiny synthetic dataset with a planted answer, prepared once per session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from jifr.data.prepare import PrepareConfig, prepare_dataset
+from jifr.data.prepared import PreparedData
+from jifr.datasets.synthetic import write_synthetic
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_synthetic("tiny", tmp_path_factory.mktemp("tiny") / "data")
+
+
+@pytest.fixture(scope="session")
+def tiny(tiny_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> PreparedData:
+    return prepare_dataset(tiny_dir, tmp_path_factory.mktemp("tiny_prepared") / "prepared", PrepareConfig())
+
+
+def write_csv(path: Path, header: str, rows: list[str]) -> Path:
+    path.write_text("\n".join([header, *rows]) + "\n", encoding="utf-8")
+    return path
+
+
+def write_features(directory: Path, frame_ids: list[str], values: np.ndarray) -> None:
+    np.save(directory / "frame_features.npy", values)
+    (directory / "frame_features.ids.txt").write_text("\n".join(frame_ids) + "\n", encoding="utf-8")
+
+
+@pytest.fixture
+def handmade_dir(tmp_path: Path) -> Path:
+    """3 users x 3 items, 2 frames per item, 4-d features: valid, small enough to edit by hand."""
+    d = tmp_path / "handmade"
+    d.mkdir()
+    rows = [f"u{u},i{i},{10 * u + i}" for u in range(3) for i in range(3)]
+    write_csv(d / "interactions.csv", "user_id,item_id,timestamp", rows)
+    write_csv(d / "item_frames.csv", "item_id,frame_id", [f"i{i},f{i}{k}" for i in range(3) for k in range(2)])
+    write_features(d, [f"f{i}{k}" for i in range(3) for k in range(2)], np.arange(24, dtype=np.float32).reshape(6, 4))
+    write_csv(d / "frame_likes.csv", "user_id,item_id,frame_id", ["u0,i1,f10", "u2,i2,f21"])
+    return d

@@ -1,0 +1,74 @@
+import math
+
+import numpy as np
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from jifr.metrics import hr_ndcg, pessimistic_positions
+
+INF = float("-inf")
+
+
+def metrics(positive: list[list[float]], negative: list[list[float]], ks: tuple[int, ...]) -> dict[str, float]:
+    pos, neg = torch.tensor(positive, dtype=torch.float32), torch.tensor(negative, dtype=torch.float32)
+    positions = pessimistic_positions(pos, neg, max(ks))
+    n_pos = torch.isfinite(pos).sum(1)
+    return {k: float(v[0]) for k, v in hr_ndcg(positions, n_pos, ks).items()}
+
+
+def test_single_hit_at_rank_two() -> None:
+    m = metrics([[0.5]], [[0.9, 0.1, 0.2]], (1, 2, 5))
+    assert m["HR@1"] == 0 and m["NDCG@1"] == 0
+    assert m["HR@2"] == 1 and math.isclose(m["NDCG@2"], 1 / math.log2(3))
+
+
+def test_perfect_ranking_is_one() -> None:
+    m = metrics([[0.9, 0.8]], [[0.1, 0.2, 0.3]], (1, 2, 3))
+    assert m["HR@2"] == 1 and m["NDCG@2"] == 1 and m["NDCG@3"] == 1
+    assert m["HR@1"] == 0.5 and m["NDCG@1"] == 1
+
+
+def test_two_positives_hand_computed() -> None:
+    # order: n(0.9) p(0.8) n(0.7) p(0.6): positives at positions 2 and 4
+    m = metrics([[0.8, 0.6]], [[0.9, 0.7]], (3, 5))
+    assert m["HR@3"] == 0.5 and m["HR@5"] == 1
+    idcg = 1 + 1 / math.log2(3)
+    assert math.isclose(m["NDCG@3"], (1 / math.log2(3)) / idcg)
+    assert math.isclose(m["NDCG@5"], (1 / math.log2(3) + 1 / math.log2(5)) / idcg)
+
+
+def test_ties_are_pessimistic() -> None:
+    m = metrics([[0.5]], [[0.5, 0.5, 0.1]], (1, 2, 3))
+    assert m["HR@2"] == 0 and m["HR@3"] == 1
+
+
+def test_padding_is_ignored() -> None:
+    m = metrics([[0.9, INF]], [[0.1, INF, INF]], (1,))
+    assert m["HR@1"] == 1 and m["NDCG@1"] == 1
+
+
+def brute_force(pos: np.ndarray, neg: np.ndarray, k: int) -> tuple[float, float]:
+    """Sort all candidates, negatives first among equal scores (pessimistic), and count."""
+    scores = np.r_[neg, pos]
+    labels = np.r_[np.zeros(len(neg)), np.ones(len(pos))]
+    order = np.lexsort((labels, -scores))
+    ranked = labels[order][:k]
+    dcg = sum(1 / math.log2(r + 2) for r, hit in enumerate(ranked) if hit)
+    idcg = sum(1 / math.log2(r + 2) for r in range(min(k, len(pos))))
+    return ranked.sum() / len(pos), dcg / idcg
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.integers(0, 6), min_size=1, max_size=5),
+    st.lists(st.integers(0, 6), min_size=0, max_size=12),
+    st.integers(1, 8),
+)
+def test_matches_brute_force(pos: list[int], neg: list[int], k: int) -> None:
+    p, n = np.array(pos, dtype=np.float32), np.array(neg, dtype=np.float32)
+    positions = pessimistic_positions(torch.from_numpy(p)[None], torch.from_numpy(n)[None], k)
+    got = hr_ndcg(positions, torch.tensor([len(p)]), (k,))
+    hr, ndcg = brute_force(p, n, k)
+    assert math.isclose(float(got[f"HR@{k}"][0]), hr, abs_tol=1e-9)
+    assert math.isclose(float(got[f"NDCG@{k}"][0]), ndcg, abs_tol=1e-9)
