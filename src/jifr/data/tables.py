@@ -21,10 +21,19 @@ TABLE_SUFFIXES = (".csv", ".tsv", ".parquet")
 
 @dataclass
 class Table:
-    """Columns of one table as NumPy arrays: ids as str, numbers as float64."""
+    """Columns of one table as NumPy arrays: ids as str, numbers as float64.
+
+    ``rows`` holds each row's 1-based data-row number in the file (header excluded), so errors
+    still name the right row after duplicates have been removed.
+    """
 
     path: Path
     columns: dict[str, np.ndarray]
+    rows: np.ndarray | None = None  # (n,) int64; None means 1..n
+
+    def file_row(self, index: int) -> int:
+        """The file's data-row number (1-based) of row ``index`` (0-based) of this table."""
+        return index + 1 if self.rows is None else int(self.rows[index])
 
     def __len__(self) -> int:
         return len(next(iter(self.columns.values())))
@@ -49,21 +58,56 @@ def find_table(directory: Path, stem: str, required: bool = True) -> Path | None
 
 
 def _read_arrow(path: Path, id_columns: list[str]) -> pa.Table:
+    if path.stat().st_size == 0:
+        raise DataError(path, "the file is empty (a header row is required)")
     try:
         if path.suffix == ".parquet":
             return pq.read_table(path)
-        delimiter = "\t" if path.suffix == ".tsv" else ","
-        return pacsv.read_csv(
-            path,
-            parse_options=pacsv.ParseOptions(delimiter=delimiter),
-            convert_options=pacsv.ConvertOptions(
-                column_types={c: pa.string() for c in id_columns}, strings_can_be_null=False
-            ),
-        )
+        return _read_delimited(path, id_columns)
     except (pa.ArrowInvalid, OSError) as exc:
         if "Empty CSV file" in str(exc):
             raise DataError(path, "the file is empty (a header row is required)") from None
+        if "Expected" in str(exc) and "columns, got" in str(exc):
+            _raise_ragged_row(path)
         raise DataError(path, f"cannot be parsed: {exc}") from None
+
+
+def _delimiter(path: Path) -> str:
+    return "\t" if path.suffix == ".tsv" else ","
+
+
+def _read_delimited(path: Path, id_columns: list[str]) -> pa.Table:
+    return pacsv.read_csv(
+        path,
+        parse_options=pacsv.ParseOptions(delimiter=_delimiter(path)),
+        convert_options=pacsv.ConvertOptions(
+            column_types={c: pa.string() for c in id_columns}, strings_can_be_null=False
+        ),
+    )
+
+
+def _raise_ragged_row(path: Path) -> None:
+    """Re-read serially (row numbers are only known then) to name the row with a wrong field count."""
+    found: list[pacsv.InvalidRow] = []
+
+    def record(row: pacsv.InvalidRow) -> str:
+        found.append(row)
+        return "error"  # stop at the first one
+
+    try:
+        pacsv.read_csv(
+            path,
+            read_options=pacsv.ReadOptions(use_threads=False),
+            parse_options=pacsv.ParseOptions(delimiter=_delimiter(path), invalid_row_handler=record),
+        )
+    except pa.ArrowInvalid:
+        pass
+    if found:
+        bad = found[0]
+        row = None if bad.number is None else bad.number - 1  # physical line -> data row
+        raise DataError(
+            path, f"{bad.actual_columns} field(s) where the header has {bad.expected_columns}", row=row
+        )
 
 
 def _first_bad_row(mask: np.ndarray) -> int:
@@ -90,10 +134,9 @@ def _number_column(path: Path, table: pa.Table, name: str) -> np.ndarray:
         values = pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         text = np.asarray(column.to_numpy(zero_copy_only=False)).astype(str)
-        parsed = np.array([_try_float(t) for t in text])
-        raise DataError(
-            path, f"column '{name}' must be numeric", row=_first_bad_row(np.isnan(parsed))
-        ) from None
+        bad = np.isnan(np.array([_try_float(t) for t in text], dtype=np.float64))
+        row = _first_bad_row(bad) if bad.any() else None
+        raise DataError(path, f"column '{name}' must be numeric", row=row) from None
     values = np.asarray(values, dtype=np.float64)
     if not np.isfinite(values).all():
         raise DataError(path, f"missing or non-finite '{name}'", row=_first_bad_row(~np.isfinite(values)))
@@ -138,14 +181,14 @@ def read_table(
 
 def drop_duplicates(table: Table, key: list[str], what: str) -> Table:
     """Remove rows whose ``key`` columns repeat an earlier row; the count is logged as a warning."""
-    combined = np.zeros(len(table), dtype=np.int64)
-    for c in key:
-        _, codes = np.unique(table[c], return_inverse=True)
-        combined = combined * (int(codes.max()) + 1) + codes
-    _, first = np.unique(combined, return_index=True)
-    if len(first) == len(table):
+    codes = [np.unique(table[c], return_inverse=True)[1].ravel() for c in key]
+    order = np.lexsort(codes[::-1])  # stable: within a group of equal keys, file order
+    same_as_previous = np.ones(len(order) - 1, dtype=bool)
+    for c in codes:
+        same_as_previous &= c[order[1:]] == c[order[:-1]]
+    keep = np.sort(order[np.r_[True, ~same_as_previous]])
+    if len(keep) == len(table):
         return table
-    keep = np.sort(first)
     log.warning(
         "%s: removed %d duplicate %s row(s) (same %s)",
         table.path.name,
@@ -153,4 +196,6 @@ def drop_duplicates(table: Table, key: list[str], what: str) -> Table:
         what,
         ",".join(key),
     )
-    return Table(path=table.path, columns={c: v[keep] for c, v in table.columns.items()})
+    rows = np.arange(1, len(table) + 1) if table.rows is None else table.rows
+    columns = {c: v[keep] for c, v in table.columns.items()}
+    return Table(path=table.path, columns=columns, rows=rows[keep])

@@ -57,28 +57,29 @@ class FrameStore:
         return rows, mask
 
     def item_means(self) -> Tensor:
-        """(n_items, D) mean feature of each item's frames, computed in chunks of frames."""
-        n_items = len(self.counts)
-        sums = torch.zeros(n_items, self.dim)
-        item_of_frame = torch.repeat_interleave(torch.arange(n_items), self.counts)
-        for start in range(0, self.n_frames, FRAME_CHUNK):
-            rows = torch.arange(start, min(start + FRAME_CHUNK, self.n_frames))
-            sums.index_add_(0, item_of_frame[rows], self.features(rows))
-        return sums / self.counts[:, None].clamp(min=1)
+        """(n_items, D) mean feature of each item's frames, read one chunk of items at a time."""
+        means = []
+        for chunk in self.item_chunks():
+            first, last = int(self.indptr[chunk[0]]), int(self.indptr[chunk[-1] + 1])
+            block = np.asarray(self.frames.features[first:last], dtype=np.float32)
+            offsets = (self.indptr[chunk] - first).numpy()
+            means.append(torch.from_numpy(np.add.reduceat(block, offsets, axis=0)) / self.counts[chunk, None])
+        return torch.cat(means) if means else torch.zeros(0, self.dim)
 
     def item_chunks(self) -> list[Tensor]:
         n_items = len(self.counts)
         return [torch.arange(s, min(s + ITEM_CHUNK, n_items)) for s in range(0, n_items, ITEM_CHUNK)]
 
 
-def segment_softmax(logits: Tensor, segment: Tensor, n_segments: int) -> Tensor:
-    """Softmax of ``logits`` (F,) within each segment (eq. 7): entries sharing ``segment`` sum to 1."""
-    maxima = torch.full((n_segments,), float("-inf")).scatter_reduce(0, segment, logits.detach(), "amax")
-    exp = torch.exp(logits - maxima[segment])
-    totals = torch.zeros(n_segments).index_add(0, segment, exp)
-    return exp / totals[segment]
+def masked_softmax(logits: Tensor, mask: Tensor) -> Tensor:
+    """Softmax over the last axis of (B, F) ``logits`` restricted to ``mask`` (eq. 7)."""
+    return torch.softmax(logits.masked_fill(~mask, float("-inf")), dim=-1)
 
 
-def segment_sum(values: Tensor, segment: Tensor, n_segments: int) -> Tensor:
-    """(n_segments, d) sums of the rows of ``values`` (F, d) that share a segment."""
-    return torch.zeros(n_segments, values.shape[1]).index_add(0, segment, values)
+def scatter_rows(values: Tensor, mask: Tensor) -> Tensor:
+    """(B, F, d) tensor holding ``values`` (n, d) at the True cells of ``mask`` (B, F), zeros elsewhere.
+
+    Padding plus masks (rather than index_add) keeps training bit-for-bit reproducible on CPU.
+    """
+    out = values.new_zeros(*mask.shape, values.shape[-1])
+    return out.masked_scatter(mask[..., None], values)

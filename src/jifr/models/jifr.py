@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from jifr.models.base import ModelInputs, Recommender, linear, normal_embedding, seeded_generator, squared_norm
-from jifr.models.frames import FrameStore, segment_softmax, segment_sum
+from jifr.models.frames import FrameStore, masked_softmax, scatter_rows
 
 Attention = Literal["avg", "att"]
 PAIR_BUDGET = 2**24  # (users x items x hidden) cells per score_all block of the rating attention
@@ -36,9 +36,9 @@ class JIFRConfig:
     content_attention: Attention = "att"
     rating_attention: Attention = "att"
     l2: float = 1e-3  # lambda_1 on u, v, w of each batch (Theta_1 in eq. 3)
-    l2_projection: float = 1e-3  # on P (global); unregularised, P can memorise items
-    l2_attention_input: float = 1e-3  # on W0
-    l2_attention: float = 1e-3  # on W1, w1, W2, w2
+    l2_projection: float = 1e-2  # on P (global); unregularised, P can memorise items
+    l2_attention_input: float = 1e-1  # on W0
+    l2_attention: float = 1e-1  # on W1, w1, W2, w2
 
     def __post_init__(self) -> None:
         for name in ("content_attention", "rating_attention"):
@@ -82,16 +82,17 @@ class JIFR(Recommender):
         """(n, d2) visual item vectors x_i of ``items`` (n,), eq. (1) or eq. (5)."""
         if self.config.content_attention == "avg":
             return self.projection(self.item_features[items])
-        rows, segment = self.store.frames_of(items)
-        features = self.store.features(rows)
-        projected = self.projection(features)  # P c_j, (F, d2)
-        alpha = self.content_weights(self.item_collab(items)[segment], features, segment, len(items))
-        return segment_sum(alpha[:, None] * projected, segment, len(items))
+        rows, mask = self.store.padded_frames(items)  # each frame the batch needs, once
+        features = self.store.features(rows[mask])  # (F, D)
+        projected = scatter_rows(self.projection(features), mask)  # P c_j, (n, F_max, d2)
+        alpha = self.content_weights(self.item_collab(items), scatter_rows(self.attention_input(features), mask), mask)
+        return (alpha[..., None] * projected).sum(1)
 
-    def content_weights(self, item_collab: Tensor, features: Tensor, segment: Tensor, n_items: int) -> Tensor:
-        """alpha_ij (F,) of eqs. (6)-(7) for frames with features (F, D) of items in ``segment``."""
-        hidden = F.relu(self.content_hidden(torch.cat([item_collab, self.attention_input(features)], dim=-1)))
-        return segment_softmax(self.content_out(hidden).squeeze(-1), segment, n_items)
+    def content_weights(self, item_collab: Tensor, frame_inputs: Tensor, mask: Tensor) -> Tensor:
+        """alpha_ij (n, F_max) of eqs. (6)-(7) from v_i (n, d1) and W0 c_j (n, F_max, d0)."""
+        v = item_collab[:, None, :].expand(-1, frame_inputs.shape[1], -1)
+        hidden = F.relu(self.content_hidden(torch.cat([v, frame_inputs], dim=-1)))
+        return masked_softmax(self.content_out(hidden).squeeze(-1), mask)
 
     # ---- pair scores -----------------------------------------------------------------------
     def fuse(self, collab: Tensor, visual: Tensor, collab_logit: Tensor, visual_logit: Tensor) -> Tensor:
@@ -128,9 +129,11 @@ class JIFR(Recommender):
         v_all, x_all = self.item_collab(items), self.item_visual(items)
         n = len(users)
         pos_slot, neg_slot = inverse[:n], inverse[n:].view_as(negatives)
-        pos = self._pair_scores(users, v_all[pos_slot], x_all[pos_slot])
-        neg = self._pair_scores(users, v_all[neg_slot], x_all[neg_slot])
-        embeddings = squared_norm(self.user_collab(users), self.user_visual(users), v_all[pos_slot], v_all[neg_slot])
+        # F.embedding as the gather: its CPU backward is deterministic, unlike tensor[index]'s.
+        v_pos, x_pos = F.embedding(pos_slot, v_all), F.embedding(pos_slot, x_all)
+        v_neg, x_neg = F.embedding(neg_slot, v_all), F.embedding(neg_slot, x_all)
+        pos, neg = self._pair_scores(users, v_pos, x_pos), self._pair_scores(users, v_neg, x_neg)
+        embeddings = squared_norm(self.user_collab(users), self.user_visual(users), v_pos, v_neg)
         return pos, neg, self.config.l2 * embeddings / n + self.weight_penalty()
 
     def weight_penalty(self) -> Tensor:

@@ -21,7 +21,7 @@ class VBPRConfig:
     collab_dim: int = 32
     visual_dim: int = 32
     l2: float = 1e-3  # on u, v, w and the item biases of each batch
-    l2_projection: float = 1e-3  # on E and beta' (global)
+    l2_projection: float = 1e-2  # on E and beta' (global)
 
     def __post_init__(self) -> None:
         if min(self.collab_dim, self.visual_dim) < 1 or min(self.l2, self.l2_projection) < 0:

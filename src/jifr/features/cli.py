@@ -1,0 +1,118 @@
+"""`jifr features ...`: thin Typer commands over `jifr.features`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from jifr.errors import DataError
+from jifr.features.encoders import DEFAULT_ENCODER, ENCODERS, EncoderUnavailableError
+from jifr.features.extract import ExtractResult, extract_features
+from jifr.features.inputs import images_from_path
+
+features_app = typer.Typer(
+    help="Encode images into a frame-feature store (frame_features.npy + .ids.txt).",
+    no_args_is_help=True,
+)
+
+
+def _known_encoder(name: str) -> str:
+    if name not in ENCODERS:
+        raise typer.BadParameter(f"unknown encoder {name!r}; choose one of: {', '.join(ENCODERS)}")
+    return name
+
+
+@features_app.command()
+def extract(
+    input_path: Annotated[
+        Path,
+        typer.Argument(
+            metavar="INPUT",
+            help="A folder of images (.jpg .jpeg .png .webp .bmp; frame id = file stem) or an "
+            "item_frames table (.csv .tsv .parquet) with frame_id and path columns, paths "
+            "relative to the table's folder.",
+            show_default=False,
+        ),
+    ],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Output folder; receives frame_features.npy (L x D) and frame_features.ids.txt.",
+            show_default=False,
+        ),
+    ],
+    encoder: Annotated[
+        str,
+        typer.Option(
+            help=f"Image encoder: {', '.join(ENCODERS)}. vgg19-fc7 (4096-d, as in the paper) "
+            "needs torchvision and its weights.",
+            callback=_known_encoder,
+        ),
+    ] = DEFAULT_ENCODER,
+    batch_size: Annotated[
+        int, typer.Option(min=1, help="Images per batch (part of the resume fingerprint).")
+    ] = 32,
+    float16: Annotated[
+        bool, typer.Option("--float16", help="Store float16 (half the size) instead of float32.")
+    ] = False,
+    skip_bad: Annotated[
+        bool,
+        typer.Option(
+            "--skip-bad",
+            help="Leave unreadable images out of the store (counted, listed) instead of failing.",
+        ),
+    ] = False,
+    weights_path: Annotated[
+        Path | None,
+        typer.Option(
+            exists=True, dir_okay=False, help="Encoder weights file instead of the default one."
+        ),
+    ] = None,
+    allow_download: Annotated[
+        bool,
+        typer.Option("--allow-download", help="Let an encoder download missing weights."),
+    ] = False,
+    device: Annotated[str, typer.Option(help="Torch device, e.g. cpu or cuda.")] = "cpu",
+    workers: Annotated[int, typer.Option(min=1, help="Threads that decode images.")] = 2,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace a finished store in --out.")
+    ] = False,
+) -> None:
+    """Encode every image of INPUT into --out, resuming an interrupted run of the same command.
+
+    Unreadable images stop the run before encoding starts, with the list of files and
+    reasons (exit code 2), unless --skip-bad is given.
+    """
+    try:
+        result = extract_features(
+            images_from_path(input_path),
+            out,
+            encoder,
+            batch_size=batch_size,
+            dtype="float16" if float16 else "float32",
+            skip_bad=skip_bad,
+            workers=workers,
+            weights_path=weights_path,
+            device=device,
+            allow_download=allow_download,
+            overwrite=overwrite,
+        )
+    except (DataError, EncoderUnavailableError, FileExistsError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from error
+    except KeyboardInterrupt as error:
+        typer.echo("interrupted: run the same command again to resume", err=True)
+        raise typer.Exit(130) from error
+    typer.echo(_summary(result))
+
+
+def _summary(result: ExtractResult) -> str:
+    return (
+        f"wrote {result.n_written} feature rows to {result.features_path} "
+        f"({result.n_skipped} skipped) in {result.seconds:.1f} s: "
+        f"{result.images_per_second:.1f} images/s"
+    )

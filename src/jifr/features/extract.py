@@ -1,0 +1,414 @@
+"""Encode image files into the frame-feature store, in streamed, resumable batches.
+
+`extract_features(images, out_dir)` writes `frame_features.npy` (L, D) and
+`frame_features.ids.txt` (docs/format.md). Images are decoded a batch at a time by a small
+thread pool (the next batch is decoded while the current one is encoded), so memory stays
+at about two batches whatever the number of images.
+
+Resume: after every batch the rows are flushed and a progress file records how far the run
+got, with a fingerprint of the inputs (frame ids and paths, in order), the encoder and its
+weights, the dtype and the batch size. Rerunning the same call after a crash or Ctrl-C
+continues at the next batch; changed inputs or settings start over. Batches are fixed slices
+of the input list, so a resumed run writes the same bytes as an uninterrupted one (on the
+same machine and torch thread count: CPU kernels split sums by thread).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from jifr.errors import DataError
+from jifr.features.encoders import DEFAULT_ENCODER, ImageEncoder, build_encoder
+from jifr.features.images import describe_failure, load_rgb, probe_image
+from jifr.features.store import ExtractProgress, FeatureStoreWriter
+
+logger = logging.getLogger(__name__)
+
+StorageDtype = Literal["float32", "float16"]
+_MAX_LISTED = 20  # bad files named in an error message; all of them are on the exception
+_PROBE_CHUNK = 1024
+
+
+@dataclass(frozen=True)
+class BadImage:
+    """An image file that could not be decoded."""
+
+    frame_id: str
+    path: Path
+    reason: str  # e.g. "OSError: image file is truncated (5 bytes not processed)"
+
+
+class BadImagesError(DataError):
+    """Some images cannot be decoded; `bad` lists every one with its reason."""
+
+    def __init__(self, bad: Sequence[BadImage], note: str = "") -> None:
+        self.bad = tuple(bad)
+        lines = [f"  {image.path}: {image.reason}" for image in self.bad[:_MAX_LISTED]]
+        if len(self.bad) > _MAX_LISTED:
+            lines.append(f"  ... and {len(self.bad) - _MAX_LISTED} more")
+        problem = "\n".join(
+            [f"{len(self.bad)} image file(s) cannot be read{note}:", *lines]
+            + ["Fix or remove them, or skip them with skip_bad=True (--skip-bad)."]
+        )
+        super().__init__(None, problem)
+
+    def __str__(self) -> str:
+        return self.problem
+
+
+@dataclass(frozen=True)
+class ExtractResult:
+    """What a finished extraction wrote and how fast it ran."""
+
+    features_path: Path  # (n_written, D) .npy
+    ids_path: Path  # n_written frame ids, one per line, in row order
+    n_written: int
+    skipped: tuple[BadImage, ...]  # absent from the store
+    seconds: float  # wall time of this call
+    images_per_second: float  # images processed by this call / seconds
+    resumed_from: int = 0  # images an interrupted earlier run had already done
+
+    @property
+    def n_skipped(self) -> int:
+        return len(self.skipped)
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """One decoded batch: inputs [start, stop), their pixels and the files that failed."""
+
+    start: int
+    stop: int
+    frame_ids: list[str]
+    pixels: torch.Tensor | None  # (n, 3, H, W); None when every file failed
+    bad: list[BadImage]
+
+
+def extract_features(
+    images: Sequence[tuple[str, Path]],
+    out_dir: Path,
+    encoder: str | ImageEncoder = DEFAULT_ENCODER,
+    *,
+    batch_size: int = 32,
+    dtype: StorageDtype = "float32",
+    skip_bad: bool = False,
+    validate: bool = True,
+    workers: int = 2,
+    weights_path: Path | None = None,
+    device: str = "cpu",
+    allow_download: bool = False,
+    stem: str = "frame_features",
+    overwrite: bool = False,
+    show_progress: bool = True,
+    callback: Callable[[ExtractProgress], None] | None = None,
+) -> ExtractResult:
+    """Encode `images` ((frame_id, path) pairs) into `out_dir/<stem>.npy` + `<stem>.ids.txt`.
+
+    Args:
+        encoder: a registry name (see `ENCODERS`) or an already built encoder.
+        dtype: storage type of the (L, D) array; features are computed in float32.
+        skip_bad: leave undecodable files out (listed in the result) instead of failing.
+        validate: decode-check every file before encoding, so that a run with bad files
+            fails at once rather than after hours (with `skip_bad`, they are known up front).
+        workers: threads that decode images.
+        weights_path, device, allow_download: passed to the encoder when built by name.
+        overwrite: replace a finished store in `out_dir`; otherwise that is an error.
+        callback: called with the progress after each batch is safely written.
+
+    Raises:
+        BadImagesError: some files cannot be decoded and `skip_bad` is False. Finished
+            batches are kept: rerun after fixing the files to continue.
+        DataError: empty, duplicate or unwritable frame ids.
+        FileExistsError: a finished store is already there and `overwrite` is False.
+    """
+    started = time.perf_counter()
+    frames = _checked_inputs(images)
+    storage = _checked_options(batch_size, dtype, workers)
+    store = FeatureStoreWriter(out_dir, stem)
+    if store.finished_exists() and not overwrite:
+        raise FileExistsError(f"{store.features_path} already exists (pass overwrite=True)")
+    if isinstance(encoder, str):
+        options = {"weights_path": weights_path, "device": device, "allow_download": allow_download}
+        encoder = build_encoder(encoder, **options)
+    progress = _starting_progress(store, frames, encoder, storage, batch_size, skip_bad)
+    resumed_from = progress.next_input
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        known_bad = _probe_all(frames, resumed_from, pool, show_progress) if validate else {}
+        if known_bad and not skip_bad:
+            raise BadImagesError(list(known_bad.values()))
+        if known_bad:
+            logger.warning("%d image files cannot be read and will be skipped", len(known_bad))
+        progress = _encode_all(
+            frames, encoder, store, progress, pool, known_bad, batch_size, storage,
+            skip_bad=skip_bad, show_progress=show_progress, callback=callback,
+        )  # fmt: skip
+    skipped = _skipped(frames, progress)
+    store.finish(progress, _written_ids(frames, skipped))
+    seconds = time.perf_counter() - started
+    result = ExtractResult(
+        features_path=store.features_path,
+        ids_path=store.ids_path,
+        n_written=progress.rows,
+        skipped=tuple(bad for _, bad in skipped),
+        seconds=seconds,
+        images_per_second=(len(frames) - resumed_from) / max(seconds, 1e-9),
+        resumed_from=resumed_from,
+    )
+    _log_summary(result)
+    return result
+
+
+def _starting_progress(
+    store: FeatureStoreWriter,
+    frames: list[tuple[str, Path]],
+    encoder: ImageEncoder,
+    storage: np.dtype,
+    batch_size: int,
+    skip_bad: bool,
+) -> ExtractProgress:
+    """Where to start: an interrupted run's progress when it is compatible, else the beginning."""
+    fingerprint = _fingerprint(frames, encoder, storage, batch_size)
+    progress = store.resume(fingerprint, len(frames), encoder.dim, storage)
+    if progress.skipped and not skip_bad:
+        # The finished part lacks rows this run must write: only a fresh start can add them.
+        logger.warning("the interrupted run skipped bad images but skip_bad is off; starting over")
+        return ExtractProgress(fingerprint=fingerprint, n_inputs=len(frames))
+    return progress
+
+
+def _checked_inputs(images: Sequence[tuple[str, Path]]) -> list[tuple[str, Path]]:
+    """The inputs as (frame_id, Path); frame ids must be non-empty, one-line and unique."""
+    frames = [(str(frame_id), Path(path)) for frame_id, path in images]
+    if not frames:
+        raise DataError(None, "no images to encode")
+    seen: set[str] = set()
+    for position, (frame_id, path) in enumerate(frames, start=1):
+        if frame_id.splitlines() != [frame_id]:  # the ids file holds one id per line
+            raise DataError(
+                path, f"frame id {frame_id!r} (input {position}) is empty or multi-line"
+            )
+        if frame_id in seen:
+            raise DataError(path, f"frame id {frame_id!r} (input {position}) appears twice")
+        seen.add(frame_id)
+    return frames
+
+
+def _checked_options(batch_size: int, dtype: str, workers: int) -> np.dtype:
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
+    if dtype not in ("float32", "float16"):
+        raise ValueError(f"dtype must be 'float32' or 'float16', got {dtype!r}")
+    return np.dtype(dtype)
+
+
+def _fingerprint(
+    frames: list[tuple[str, Path]], model: ImageEncoder, storage: np.dtype, batch_size: int
+) -> str:
+    """A hash of everything that decides the output bytes (file contents excepted)."""
+    digest = hashlib.sha256()
+    settings = f"{model.name}\0{model.weights}\0{model.dim}\0{storage.str}\0{batch_size}\n"
+    digest.update(settings.encode())
+    for frame_id, path in frames:
+        digest.update(f"{frame_id}\0{path.absolute()}\n".encode())
+    return digest.hexdigest()
+
+
+def _probe_all(
+    frames: list[tuple[str, Path]], start: int, pool: ThreadPoolExecutor, show_progress: bool
+) -> dict[int, BadImage]:
+    """Decode-check the inputs from `start` on; returns {input index: BadImage}."""
+    logger.info("checking that %d image files decode", len(frames) - start)
+    bad: dict[int, BadImage] = {}
+    with tqdm(
+        total=len(frames) - start, desc="check", unit="img", disable=not show_progress
+    ) as bar:
+        # In chunks, so that a million files do not become a million pending futures.
+        for chunk in range(start, len(frames), _PROBE_CHUNK):
+            indices = range(chunk, min(chunk + _PROBE_CHUNK, len(frames)))
+            reasons = pool.map(probe_image, [frames[i][1] for i in indices])
+            for index, reason in zip(indices, reasons, strict=True):
+                if reason is not None:
+                    bad[index] = BadImage(frames[index][0], frames[index][1], reason)
+            bar.update(len(indices))
+    return bad
+
+
+def _encode_all(
+    frames: list[tuple[str, Path]],
+    model: ImageEncoder,
+    store: FeatureStoreWriter,
+    progress: ExtractProgress,
+    pool: ThreadPoolExecutor,
+    known_bad: dict[int, BadImage],
+    batch_size: int,
+    storage: np.dtype,
+    *,
+    skip_bad: bool,
+    show_progress: bool,
+    callback: Callable[[ExtractProgress], None] | None,
+) -> ExtractProgress:
+    """Encode batch after batch from `progress.next_input`, committing each; the final progress."""
+    spans = [
+        (start, min(start + batch_size, len(frames)))
+        for start in range(progress.next_input, len(frames), batch_size)
+    ]
+    store.open_rows(progress, model.dim, storage)
+    bar = tqdm(total=len(frames), initial=progress.next_input, desc=f"encode ({model.name})",
+               unit="img", disable=not show_progress)  # fmt: skip
+    try:
+        with _deterministic_torch():
+            for batch in _decoded_batches(frames, spans, model, known_bad, pool):
+                if batch.bad and not skip_bad:
+                    raise BadImagesError(batch.bad, note=f" ({progress.rows} finished rows kept)")
+                progress = _write_batch(batch, model, store, progress)
+                _log_skipped(batch.bad)
+                bar.update(batch.stop - batch.start)
+                if callback is not None:
+                    callback(progress)
+    finally:
+        bar.close()
+        store.close()
+    return progress
+
+
+def _write_batch(
+    batch: _Batch, model: ImageEncoder, store: FeatureStoreWriter, progress: ExtractProgress
+) -> ExtractProgress:
+    """Encode one batch into the rows after `progress.rows`, commit, and return the new progress."""
+    n_rows = 0
+    if batch.pixels is not None:
+        features = model.encode(batch.pixels).numpy()  # (n, D) float32
+        _check_features(features, batch.frame_ids, model.dim)
+        store.write_rows(progress.rows, features)
+        n_rows = len(features)
+    skipped = [(bad.frame_id, str(bad.path), bad.reason) for bad in batch.bad]
+    progress = progress.advanced(batch.stop, n_rows, skipped)
+    store.commit(progress)
+    return progress
+
+
+def _check_features(features: np.ndarray, frame_ids: list[str], dim: int) -> None:
+    if features.shape != (len(frame_ids), dim):
+        raise RuntimeError(f"encoder returned {features.shape}, expected {(len(frame_ids), dim)}")
+    finite = np.isfinite(features).all(axis=1)
+    if not finite.all():
+        raise RuntimeError(f"non-finite features for frame {frame_ids[int(np.argmin(finite))]!r}")
+
+
+def _decoded_batches(
+    frames: list[tuple[str, Path]],
+    spans: list[tuple[int, int]],
+    model: ImageEncoder,
+    known_bad: dict[int, BadImage],
+    pool: ThreadPoolExecutor,
+) -> Iterator[_Batch]:
+    """Yield the batches in order, decoding batch k + 1 in the pool while k is encoded."""
+    pending: tuple[tuple[int, int], list[Future[torch.Tensor | BadImage]]] | None = None
+    try:
+        for start, stop in spans:
+            futures = [
+                pool.submit(_decode, frames, i, model, known_bad) for i in range(start, stop)
+            ]
+            if pending is not None:
+                yield _collect(frames, *pending)
+            pending = ((start, stop), futures)
+        if pending is not None:
+            yield _collect(frames, *pending)
+    finally:  # interrupted: do not decode batches nobody will encode
+        for future in pending[1] if pending is not None else []:
+            future.cancel()
+
+
+def _decode(
+    frames: list[tuple[str, Path]], index: int, model: ImageEncoder, known_bad: dict[int, BadImage]
+) -> torch.Tensor | BadImage:
+    """Input `index` as a (3, H, W) tensor, or the BadImage that says why it cannot be."""
+    if index in known_bad:
+        return known_bad[index]
+    frame_id, path = frames[index]
+    try:
+        image = load_rgb(path)
+    except Exception as error:  # Pillow raises many types for corrupt data (see images.py)
+        return BadImage(frame_id, path, describe_failure(error))
+    return model.preprocess(image)
+
+
+def _collect(
+    frames: list[tuple[str, Path]],
+    span: tuple[int, int],
+    futures: list[Future[torch.Tensor | BadImage]],
+) -> _Batch:
+    """Wait for one batch's decodes and stack the good ones into (n, 3, H, W)."""
+    results = [future.result() for future in futures]
+    good = [
+        (i, r) for i, r in zip(range(*span), results, strict=True) if isinstance(r, torch.Tensor)
+    ]
+    return _Batch(
+        start=span[0],
+        stop=span[1],
+        frame_ids=[frames[i][0] for i, _ in good],
+        pixels=torch.stack([tensor for _, tensor in good]) if good else None,
+        bad=[r for r in results if isinstance(r, BadImage)],
+    )
+
+
+def _skipped(
+    frames: list[tuple[str, Path]], progress: ExtractProgress
+) -> list[tuple[int, BadImage]]:
+    """The skipped inputs as (input index, BadImage), from the progress record."""
+    index_of = {frame_id: index for index, (frame_id, _) in enumerate(frames)}
+    return [
+        (index_of[frame_id], BadImage(frame_id, Path(path), reason))
+        for frame_id, path, reason in progress.skipped
+    ]
+
+
+def _written_ids(frames: list[tuple[str, Path]], skipped: list[tuple[int, BadImage]]) -> list[str]:
+    """The frame ids of the rows written, in row order: the inputs minus the skipped ones."""
+    left_out = {index for index, _ in skipped}
+    return [frame_id for index, (frame_id, _) in enumerate(frames) if index not in left_out]
+
+
+@contextmanager
+def _deterministic_torch() -> Iterator[None]:
+    """Deterministic kernels while encoding (matters on CUDA; CPU inference already is)."""
+    was_deterministic = torch.are_deterministic_algorithms_enabled()
+    was_warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    was_benchmark = torch.backends.cudnn.benchmark
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.benchmark = False
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(was_deterministic, warn_only=was_warn_only)
+        torch.backends.cudnn.benchmark = was_benchmark
+
+
+def _log_skipped(bad: list[BadImage]) -> None:
+    for image in bad:
+        logger.warning("skipped %s (frame %s): %s", image.path, image.frame_id, image.reason)
+
+
+def _log_summary(result: ExtractResult) -> None:
+    logger.info(
+        "wrote %d feature rows to %s (%d skipped) in %.1f s: %.1f images/s",
+        result.n_written,
+        result.features_path,
+        result.n_skipped,
+        result.seconds,
+        result.images_per_second,
+    )
