@@ -1,8 +1,8 @@
 """Checkpoints that describe themselves: safetensors weights + a JSON file (never pickle).
 
-    <run>/model.safetensors   the weights (buffers derived from data are not stored)
-    <run>/checkpoint.json     model name, resolved model and training config, seed, data
-                              fingerprint and directory, id mappings, history, version
+<run>/model.safetensors   the weights (buffers derived from data are not stored)
+<run>/checkpoint.json     model name, resolved model and training config, seed, data
+                          fingerprint and directory, id mappings, history, version
 """
 
 from __future__ import annotations
@@ -57,7 +57,9 @@ def read_description(directory: str | Path) -> dict[str, Any]:
     return dict(json.loads(path.read_text(encoding="utf-8")))
 
 
-def load_checkpoint(directory: str | Path, data: PreparedData | None = None) -> tuple[Recommender, PreparedData, dict[str, Any]]:
+def load_checkpoint(
+    directory: str | Path, data: PreparedData | None = None
+) -> tuple[Recommender, PreparedData, dict[str, Any]]:
     """Rebuild the model on its prepared data (found from the checkpoint unless given)."""
     description = read_description(directory)
     if data is None:
@@ -68,7 +70,9 @@ def load_checkpoint(directory: str | Path, data: PreparedData | None = None) -> 
             f"data fingerprint {data.fingerprint} differs from the checkpoint's {description['data']['fingerprint']}: "
             "the model was trained on other data",
         )
-    model = build_model(description["model"], ModelInputs.from_data(data), description["model_config"], seed=description["seed"])
+    model = build_model(
+        description["model"], ModelInputs.from_data(data), description["model_config"], seed=description["seed"]
+    )
     model.load_state_dict(load_file(str(Path(directory) / WEIGHTS_NAME)))
     model.eval()
     return model, data, description

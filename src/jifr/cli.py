@@ -98,7 +98,14 @@ def prepare(
         raise ValueError(f"--ratios needs three numbers, got {ratios!r}")
     config = PrepareConfig(min_user, min_item, SplitConfig(split, parts, seed))  # type: ignore[arg-type]
     data = prepare_dataset(source, out, config)
-    typer.echo(json.dumps({k: data.meta[k] for k in ("n_users", "n_items", "n_frames", "n_interactions", "n_frame_likes", "fingerprint")}))
+    typer.echo(
+        json.dumps(
+            {
+                k: data.meta[k]
+                for k in ("n_users", "n_items", "n_frames", "n_interactions", "n_frame_likes", "fingerprint")
+            }
+        )
+    )
 
 
 @app.command()
@@ -120,7 +127,10 @@ def train(
     prepared: Annotated[Path, typer.Argument(help="Prepared dataset (from `jifr prepare`).")],
     out: Annotated[Path, typer.Option(help="Run directory for the checkpoint.")],
     model: Annotated[str, typer.Option(help="Model name (see `jifr models`).")] = "jifr",
-    setting: Annotated[list[str] | None, typer.Option("--set", help="Model setting KEY=VALUE, repeatable (e.g. --set l2_projection=0.01).")] = None,
+    setting: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Model setting KEY=VALUE, repeatable (e.g. --set l2_projection=0.01)."),
+    ] = None,
     epochs: Annotated[int, typer.Option(help="Maximum epochs.")] = 40,
     batch_size: Annotated[int, typer.Option(help="Positives per step (each with --negatives negatives).")] = 1024,
     negatives: Annotated[int, typer.Option(help="Negatives per positive, resampled every epoch.")] = 10,
@@ -140,19 +150,25 @@ def train(
     recommender = build_model(model, ModelInputs.from_data(data), parse_settings(setting or []), seed=seed)
     history = fit(recommender, data, config, show_progress=progress)
     save_checkpoint(out, recommender, data, config, history, seed=seed)
-    typer.echo(json.dumps({"checkpoint": str(out), "best_epoch": history.best_epoch, "seconds": round(history.seconds, 2)}))
+    typer.echo(
+        json.dumps({"checkpoint": str(out), "best_epoch": history.best_epoch, "seconds": round(history.seconds, 2)})
+    )
 
 
 @app.command()
 @reports_errors
 def evaluate(
     run: Annotated[Path, typer.Argument(help="Run directory (from `jifr train`).")],
-    protocol: Annotated[list[str] | None, typer.Option(help="item_paper, item_full, keyframe; repeatable (default: all that apply).")] = None,
+    protocol: Annotated[
+        list[str] | None, typer.Option(help="item_paper, item_full, keyframe; repeatable (default: all that apply).")
+    ] = None,
     part: Annotated[str, typer.Option(help="test or valid.")] = "test",
     repeats: Annotated[int, typer.Option(help="Repeats of the sampled protocol.")] = 10,
     sampled_negatives: Annotated[int, typer.Option(help="Sampled negatives per user (paper protocol).")] = 1000,
     seed: Annotated[int, typer.Option(help="First seed of the sampled protocol.")] = 0,
-    out: Annotated[Path | None, typer.Option(help="Results prefix (writes .json and .csv); default RUN/results.")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Results prefix (writes .json and .csv); default RUN/results.")
+    ] = None,
 ) -> None:
     """Evaluate a checkpoint; prints a table and writes JSON + CSV results with provenance."""
     from jifr.checkpoint import load_checkpoint
@@ -161,7 +177,12 @@ def evaluate(
 
     recommender, data, description = load_checkpoint(run)
     results = evaluate_model(recommender, data, protocol or None, part, repeats, sampled_negatives, seed)
-    config = {"model": description["model"], "model_config": description["model_config"], "train_config": description["train_config"], "part": part}
+    config = {
+        "model": description["model"],
+        "model_config": description["model_config"],
+        "train_config": description["train_config"],
+        "part": part,
+    }
     context = {"model": description["model"]} | provenance(data.fingerprint, config, description["seed"])
     paths = write_results(out or run / "results", results, context)
     typer.echo(format_results(description["model"], results))
@@ -184,3 +205,24 @@ def recommend(
     recommender, data, _ = load_checkpoint(run)
     recommendations = recommend_for_user(recommender, data, user, k, exclude_seen=not include_seen)
     typer.echo(json.dumps(recommendations, indent=1) if as_json else format_recommendations(recommendations))
+
+
+@app.command()
+@reports_errors
+def demo(
+    work_dir: Annotated[Path, typer.Option(help="Where datasets, features, checkpoints and results go.")] = Path(
+        "runs/main"
+    ),
+    mirror: Annotated[
+        Path | None, typer.Option(help="MovieLens mirror (default: $JIFR_MIRROR or ../shared/datasets).")
+    ] = None,
+    epochs: Annotated[int, typer.Option(help="Maximum training epochs per model.")] = 40,
+    seed: Annotated[int, typer.Option(help="Seed of the split, initialisation and sampling.")] = 0,
+) -> None:
+    """The main job: MovieLens-Bundles with real posters (or synthetic data without the mirror),
+    JIFR against its baselines on items and key frames, and a few users' recommendations."""
+    from jifr.main_job import MainJobConfig, format_main_job, run_main_job
+    from jifr.train import TrainConfig
+
+    config = MainJobConfig(work_dir=work_dir, mirror=mirror, seed=seed, train=TrainConfig(epochs=epochs, seed=seed))
+    typer.echo(format_main_job(run_main_job(config)))

@@ -87,10 +87,14 @@ def evaluate_full(
         for name, values in _rank_held_out(scores, held_out, chunk, ks).items():
             sums[name] += float(values.sum())
     metrics = {name: total / max(len(users), 1) for name, total in sums.items()}
-    return ProtocolResult("item_full", metrics, {}, len(users), {"part": part, "candidates": "all items except known positives"})
+    return ProtocolResult(
+        "item_full", metrics, {}, len(users), {"part": part, "candidates": "all items except known positives"}
+    )
 
 
-def _rank_held_out(scores: Tensor, held_out: sp.csr_matrix, chunk: np.ndarray, ks: tuple[int, ...]) -> dict[str, Tensor]:
+def _rank_held_out(
+    scores: Tensor, held_out: sp.csr_matrix, chunk: np.ndarray, ks: tuple[int, ...]
+) -> dict[str, Tensor]:
     items, mask = _padded_positives(held_out, chunk)
     positive = torch.gather(scores, 1, items).masked_fill(~mask, float("-inf"))
     negative = scores.clone()
@@ -124,7 +128,9 @@ def evaluate_sampled(
         positive = torch.gather(scores, 1, items).masked_fill(~mask, float("-inf"))
         for r, rng in enumerate(generators):
             sampled, valid = sample_unrated(interacted[chunk], n_negatives, rng)
-            negative = torch.gather(scores, 1, torch.as_tensor(sampled)).masked_fill(~torch.as_tensor(valid), float("-inf"))
+            negative = torch.gather(scores, 1, torch.as_tensor(sampled)).masked_fill(
+                ~torch.as_tensor(valid), float("-inf")
+            )
             values = hr_ndcg(pessimistic_positions(positive, negative, max(ks)), mask.sum(1), ks)
             sums[r] += [float(values[name].sum()) for name in names]
     per_repeat = sums / max(len(users), 1)
@@ -174,11 +180,17 @@ def evaluate_keyframes(
     n = len(q.users)
     metrics = {name: total / max(n, 1) for name, total in sums.items()}
     all_liked = int((q.liked.sum(1) == q.frame_counts).sum())
-    details = {"part": part, "pairs_all_frames_liked": all_liked, "mean_frames": float(q.frame_counts.double().mean()) if n else 0.0}
+    details = {
+        "part": part,
+        "pairs_all_frames_liked": all_liked,
+        "mean_frames": float(q.frame_counts.double().mean()) if n else 0.0,
+    }
     return ProtocolResult("keyframe", metrics, {}, n, details)
 
 
-def random_keyframe_expectation(data: PreparedData, part: str = "test", ks: tuple[int, ...] = FRAME_KS) -> dict[str, float]:
+def random_keyframe_expectation(
+    data: PreparedData, part: str = "test", ks: tuple[int, ...] = FRAME_KS
+) -> dict[str, float]:
     """Analytic expected HR@K / NDCG@K of a uniformly random frame order (RND).
 
     With n frames of which m are liked, each position holds a liked frame with probability m/n:

@@ -8,7 +8,11 @@ from jifr.data.prepared import PreparedData
 from jifr.evaluate import PROTOCOLS, ProtocolResult, evaluate_full, evaluate_keyframes, evaluate_sampled
 from jifr.models.base import Recommender
 
-SHOWN = {"item_paper": ("HR@10", "NDCG@10", "HR@15", "NDCG@15"), "item_full": ("HR@10", "NDCG@10", "HR@15", "NDCG@15"), "keyframe": ("HR@1", "NDCG@1", "HR@3", "NDCG@3")}
+SHOWN = {
+    "item_paper": ("HR@10", "NDCG@10", "HR@15", "NDCG@15"),
+    "item_full": ("HR@10", "NDCG@10", "HR@15", "NDCG@15"),
+    "keyframe": ("HR@1", "NDCG@1", "HR@3", "NDCG@3"),
+}
 
 
 def applicable_protocols(model: Recommender, data: PreparedData) -> list[str]:
@@ -35,7 +39,9 @@ def evaluate_model(
     results = []
     for protocol in chosen:
         if protocol == "item_paper":
-            results.append(evaluate_sampled(model, data, part, n_negatives=sampled_negatives, repeats=repeats, seed=seed))
+            results.append(
+                evaluate_sampled(model, data, part, n_negatives=sampled_negatives, repeats=repeats, seed=seed)
+            )
         elif protocol == "item_full":
             results.append(evaluate_full(model, data, part))
         else:

@@ -20,7 +20,9 @@ def user_index(data: PreparedData, user: str) -> int:
 
 
 @torch.no_grad()
-def recommend_for_user(model: Recommender, data: PreparedData, user: str, k: int = 10, exclude_seen: bool = True) -> dict[str, Any]:
+def recommend_for_user(
+    model: Recommender, data: PreparedData, user: str, k: int = 10, exclude_seen: bool = True
+) -> dict[str, Any]:
     """Top-``k`` items of ``user`` (raw id); for visual models each item carries every frame's
     key-frame score, best first, and the chosen key frame is the first."""
     model.eval()
@@ -45,7 +47,9 @@ def recommend_for_user(model: Recommender, data: PreparedData, user: str, k: int
     return {"user_id": user, "model": model.model_name, "items": items}
 
 
-def _ranked_frames(data: PreparedData, frames: dict[str, np.ndarray], item: int, scores: torch.Tensor) -> list[dict[str, Any]]:
+def _ranked_frames(
+    data: PreparedData, frames: dict[str, np.ndarray], item: int, scores: torch.Tensor
+) -> list[dict[str, Any]]:
     start, stop = int(data.frames.indptr[item]), int(data.frames.indptr[item + 1])
     order = torch.argsort(scores[: stop - start], descending=True, stable=True).tolist()
     out = []

@@ -37,9 +37,23 @@ def write_results(prefix: str | Path, results: list[ProtocolResult], context: di
     json_path.write_text(json.dumps(body, indent=2), encoding="utf-8")
     with csv_path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
-        writer.writerow(["model", "protocol", "metric", "mean", "std", "n_queries", "seed", "data_fingerprint", "jifr_version"])
+        writer.writerow(
+            ["model", "protocol", "metric", "mean", "std", "n_queries", "seed", "data_fingerprint", "jifr_version"]
+        )
         for r in results:
             for name, value in r.metrics.items():
                 std = r.std.get(name, "")
-                writer.writerow([context.get("model", ""), r.protocol, name, f"{value:.6f}", std if std == "" else f"{std:.6f}", r.n_queries, context["seed"], context["data_fingerprint"], context["jifr_version"]])
+                writer.writerow(
+                    [
+                        context.get("model", ""),
+                        r.protocol,
+                        name,
+                        f"{value:.6f}",
+                        std if std == "" else f"{std:.6f}",
+                        r.n_queries,
+                        context["seed"],
+                        context["data_fingerprint"],
+                        context["jifr_version"],
+                    ]
+                )
     return json_path, csv_path

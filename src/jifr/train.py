@@ -51,7 +51,12 @@ class History:
     seconds: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
-        return {"epochs": self.epochs, "best_epoch": self.best_epoch, "best_metric": self.best_metric, "seconds": self.seconds}
+        return {
+            "epochs": self.epochs,
+            "best_epoch": self.best_epoch,
+            "best_metric": self.best_metric,
+            "seconds": self.seconds,
+        }
 
 
 def fit(
@@ -72,9 +77,14 @@ def fit(
     best_state, stale = copy.deepcopy(model.state_dict()), 0
     k = int(config.metric.split("@")[1])
     for epoch in range(1, config.epochs + 1):
-        record = {"epoch": epoch, "loss": _train_epoch(model, data, config, positives, optimizer, rng, show_progress, epoch)}
+        record = {
+            "epoch": epoch,
+            "loss": _train_epoch(model, data, config, positives, optimizer, rng, show_progress, epoch),
+        }
         if len(data.valid) and epoch % config.eval_every == 0:
-            record[f"valid_{config.metric}"] = value = evaluate_full(model, data, "valid", ks=(k,)).metrics[config.metric]
+            record[f"valid_{config.metric}"] = value = evaluate_full(model, data, "valid", ks=(k,)).metrics[
+                config.metric
+            ]
             if value > history.best_metric:
                 history.best_epoch, history.best_metric, stale = epoch, value, 0
                 best_state = copy.deepcopy(model.state_dict())
@@ -82,11 +92,15 @@ def fit(
                 stale += 1
         record["seconds"] = round(time.perf_counter() - started, 3)
         history.epochs.append(record)
-        log.info("epoch %s", " ".join(f"{k}={v:.5g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
+        log.info(
+            "epoch %s", " ".join(f"{k}={v:.5g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items())
+        )
         for callback in callbacks:
             callback(record)
         if stale >= config.patience:
-            log.info("early stop: no %s gain in %d validations; best epoch %d", config.metric, stale, history.best_epoch)
+            log.info(
+                "early stop: no %s gain in %d validations; best epoch %d", config.metric, stale, history.best_epoch
+            )
             break
     if not len(data.valid):
         history.best_epoch, best_state = len(history.epochs), model.state_dict()

@@ -43,7 +43,9 @@ def config_from_dict(config_type: type, values: dict[str, Any]) -> Any:
     known = {f.name for f in dataclasses.fields(config_type)}
     unknown = sorted(set(values) - known)
     if unknown:
-        raise ValueError(f"unknown {config_type.__name__} key(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        raise ValueError(
+            f"unknown {config_type.__name__} key(s): {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+        )
     return config_type(**values)
 
 

@@ -1,0 +1,77 @@
+"""The CLI end to end on a tiny dataset directory, and its error messages."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from jifr.cli import app
+
+runner = CliRunner()
+
+
+def invoke(*args: str | Path) -> tuple[int, str]:
+    result = runner.invoke(app, [str(a) for a in args])
+    return result.exit_code, result.output
+
+
+def test_prepare_train_evaluate_recommend(tiny_dir: Path, tmp_path: Path) -> None:
+    code, out = invoke("prepare", tiny_dir, "--out", tmp_path / "prep")
+    assert code == 0, out
+    assert json.loads(out.strip().splitlines()[-1])["n_users"] == 200
+    code, out = invoke(
+        "train",
+        tmp_path / "prep",
+        "--out",
+        tmp_path / "run",
+        "--model",
+        "jifr",
+        "--epochs",
+        "2",
+        "--no-progress",
+        "--set",
+        "hidden_dim=8",
+    )
+    assert code == 0, out
+    description = json.loads((tmp_path / "run" / "checkpoint.json").read_text())
+    assert description["model_config"]["hidden_dim"] == 8 and (tmp_path / "run" / "model.safetensors").exists()
+    code, out = invoke("evaluate", tmp_path / "run", "--repeats", "2")
+    assert code == 0, out
+    assert "item_paper" in out and "item_full" in out and "keyframe" in out
+    saved = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert set(saved["results"]) == {"item_paper", "item_full", "keyframe"}
+    assert (
+        saved["data_fingerprint"] == description["data"]["fingerprint"] and saved["seed"] == 0 and saved["jifr_version"]
+    )
+    assert (tmp_path / "run" / "results.csv").read_text().startswith("model,protocol,metric,mean,std")
+    code, out = invoke("recommend", tmp_path / "run", "--user", "u3", "-k", "2", "--json")
+    assert code == 0, out
+    items = json.loads(out)["items"]
+    assert len(items) == 2 and items[0]["key_frame"] == items[0]["frames"][0]
+    assert [f["score"] for f in items[0]["frames"]] == sorted((f["score"] for f in items[0]["frames"]), reverse=True)
+
+
+def test_data_errors_are_messages_not_tracebacks(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    code, out = invoke("prepare", tmp_path / "empty", "--out", tmp_path / "prep")
+    assert code == 2 and "no 'interactions' table" in out and "Traceback" not in out
+    code, out = invoke("train", tmp_path / "nowhere", "--out", tmp_path / "run")
+    assert code == 2 and "not a prepared dataset" in out
+
+
+def test_bad_settings_are_rejected(tiny_dir: Path, tmp_path: Path) -> None:
+    invoke("prepare", tiny_dir, "--out", tmp_path / "prep")
+    code, out = invoke("train", tmp_path / "prep", "--out", tmp_path / "run", "--model", "nope")
+    assert code == 2 and "unknown model 'nope'" in out
+    code, out = invoke("train", tmp_path / "prep", "--out", tmp_path / "run", "--set", "colab_dim=3")
+    assert code == 2 and "unknown JIFRConfig key(s): colab_dim" in out
+    code, out = invoke("prepare", tiny_dir, "--out", tmp_path / "p2", "--split", "sideways")
+    assert code == 2 and "unknown split method" in out
+
+
+def test_every_command_has_help() -> None:
+    for command in ("generate", "prepare", "train", "evaluate", "recommend", "models", "demo", "datasets", "features"):
+        code, out = invoke(command, "--help")
+        assert code == 0 and "Usage" in out, command

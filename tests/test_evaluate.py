@@ -1,0 +1,104 @@
+"""The evaluation protocols against brute-force references and analytic expectations."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import jifr.evaluate as evaluate
+from jifr.data.prepared import PreparedData
+from jifr.evaluate import evaluate_full, evaluate_keyframes, evaluate_sampled, random_keyframe_expectation
+from jifr.models import ModelInputs, Recommender, build_model
+from jifr.train import TrainConfig, fit
+
+
+@pytest.fixture(scope="module")
+def bpr(tiny: PreparedData) -> Recommender:
+    model = build_model("bpr", ModelInputs.from_data(tiny), seed=0)
+    fit(model, tiny, TrainConfig(epochs=3, batch_size=256), show_progress=False)
+    return model
+
+
+def brute_force_full(model: Recommender, data: PreparedData, k: int) -> tuple[float, float]:
+    """Per user: rank every candidate with a full sort, negatives first among ties."""
+    scores = model.score_all(torch.arange(data.n_users)).detach().numpy()
+    known = {(u, i) for p in ("train", "valid") for u, i in zip(data.part(p).users, data.part(p).items, strict=True)}
+    hrs, ndcgs = [], []
+    for u in np.unique(data.test.users):
+        positives = set(data.test.items[data.test.users == u].tolist())
+        candidates = [i for i in range(data.n_items) if (u, i) not in known]
+        labels = np.array([i in positives for i in candidates], dtype=float)
+        order = np.lexsort((labels, -scores[u, candidates]))[:k]
+        hits = labels[order]
+        hrs.append(hits.sum() / len(positives))
+        dcg = sum(h / math.log2(r + 2) for r, h in enumerate(hits))
+        ndcgs.append(dcg / sum(1 / math.log2(r + 2) for r in range(min(k, len(positives)))))
+    return float(np.mean(hrs)), float(np.mean(ndcgs))
+
+
+def test_full_ranking_matches_brute_force(bpr: Recommender, tiny: PreparedData) -> None:
+    got = evaluate_full(bpr, tiny, ks=(10,))
+    hr, ndcg = brute_force_full(bpr, tiny, 10)
+    assert got.n_queries == len(np.unique(tiny.test.users))
+    assert math.isclose(got.metrics["HR@10"], hr, abs_tol=1e-9)
+    assert math.isclose(got.metrics["NDCG@10"], ndcg, abs_tol=1e-9)
+
+
+def test_chunking_does_not_change_results(
+    bpr: Recommender, tiny: PreparedData, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    whole = evaluate_full(bpr, tiny).metrics
+    monkeypatch.setattr(evaluate, "SCORE_BUDGET", 7 * tiny.n_items)  # 7 users per chunk
+    assert evaluate_full(bpr, tiny).metrics == pytest.approx(whole, abs=1e-12)
+
+
+def test_sampled_protocol_is_reproducible_and_reports_spread(bpr: Recommender, tiny: PreparedData) -> None:
+    a = evaluate_sampled(bpr, tiny, n_negatives=50, repeats=4, seed=3)
+    b = evaluate_sampled(bpr, tiny, n_negatives=50, repeats=4, seed=3)
+    assert a.metrics == b.metrics and a.details["seeds"] == [3, 4, 5, 6]
+    assert a.std["HR@10"] > 0  # different negatives per repeat
+    # With every never-interacted item as a candidate, the sampled protocol equals full ranking
+    # restricted to never-interacted negatives; fewer negatives can only make ranking easier.
+    assert a.metrics["HR@10"] >= evaluate_full(bpr, tiny).metrics["HR@10"]
+
+
+def test_random_frames_match_their_analytic_expectation(tiny: PreparedData) -> None:
+    expected = random_keyframe_expectation(tiny)
+    runs = [
+        evaluate_keyframes(build_model("rnd", ModelInputs.from_data(tiny), seed=s), tiny).metrics for s in range(30)
+    ]
+    n_pairs = evaluate_keyframes(build_model("rnd", ModelInputs.from_data(tiny)), tiny).n_queries
+    tolerance = 4 * 0.5 / math.sqrt(30 * n_pairs)  # 4 standard errors of a mean of [0, 1] values
+    for name in ("HR@1", "HR@2", "NDCG@1", "NDCG@3"):
+        measured = float(np.mean([r[name] for r in runs]))
+        assert abs(measured - expected[name]) < tolerance, (name, measured, expected[name])
+
+
+def test_keyframe_hand_computed(tiny: PreparedData) -> None:
+    """Scoring each frame by whether it is liked gives a perfect ranking; by its negation, the worst."""
+    queries = evaluate.keyframe_queries(tiny)
+
+    class Oracle(Recommender):
+        name = "oracle"
+        ranks_frames = True
+        trainable = False
+        sign = 1.0
+
+        def score_frames(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+            lookup = {
+                (int(u), int(i)): row for row, (u, i) in enumerate(zip(queries.users, queries.items, strict=True))
+            }
+            rows = [lookup[(int(u), int(i))] for u, i in zip(users, items, strict=True)]
+            liked = queries.liked[rows].float() * self.sign
+            slots = torch.arange(liked.shape[1])[None, :] < queries.frame_counts[rows][:, None]
+            return liked.masked_fill(~slots, float("-inf"))
+
+    perfect = evaluate_keyframes(Oracle(), tiny).metrics
+    assert perfect["HR@1"] == pytest.approx(float((1 / queries.liked.sum(1)).mean()))
+    assert perfect["NDCG@1"] == 1 and perfect["NDCG@5"] == pytest.approx(1)
+    worst = Oracle()
+    worst.sign = -1.0
+    assert evaluate_keyframes(worst, tiny).metrics["HR@1"] == 0
