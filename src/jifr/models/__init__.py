@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,7 +15,7 @@ from jifr.models.vbpr import VBPR, VBPRConfig
 
 @dataclass(frozen=True)
 class ModelSpec:
-    model: type[Recommender]
+    model: Callable[..., Recommender]  # (config, inputs, seed=...) -> model
     config: type
     fixed: dict[str, Any] = field(default_factory=dict)
     summary: str = ""

@@ -22,6 +22,7 @@ class Popularity(Recommender):
 
     name = "pop"
     trainable = False
+    item_counts: Tensor  # (n_items,) training interactions per item
 
     def __init__(self, config: NoConfig, inputs: ModelInputs, seed: int = 0) -> None:
         super().__init__()

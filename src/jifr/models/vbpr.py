@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from jifr.models.base import ModelInputs, Recommender, linear, normal_embedding, seeded_generator, squared_norm
@@ -31,6 +32,7 @@ class VBPRConfig:
 class VBPR(Recommender):
     name = "vbpr"
     ranks_frames = True
+    item_features: Tensor  # (n_items, D) buffer: mean frame feature f_i
 
     def __init__(self, config: VBPRConfig, inputs: ModelInputs, seed: int = 0) -> None:
         super().__init__()
@@ -53,25 +55,35 @@ class VBPR(Recommender):
         bias = self.item_bias(items).squeeze(-1) + self.visual_bias(features).squeeze(-1)
         return self.item_collab(items), self.projection(features), bias
 
-    def _pair_scores(self, users: Tensor, items: Tensor) -> tuple[Tensor, Tensor]:
-        """Scores of ``users`` (B,) with ``items`` (B,) or (B, n), and their embedding norm."""
-        v, x, b = self._item_terms(items)
+    def _pair_scores(self, users: Tensor, v: Tensor, x: Tensor, bias: Tensor) -> Tensor:
+        """Scores of users (B,) with item terms of shape (B, d) / (B,) or (B, n, d) / (B, n)."""
         u, w = self.user_collab(users), self.user_visual(users)
-        if items.dim() == 2:
+        if v.dim() == 3:
             u, w = u[:, None, :], w[:, None, :]
-        norm = squared_norm(v, self.item_bias(items))
-        return b + (u * v).sum(-1) + (w * x).sum(-1), norm
+        return bias + (u * v).sum(-1) + (w * x).sum(-1)
 
     def triplet_scores(self, users: Tensor, positives: Tensor, negatives: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        pos, pos_norm = self._pair_scores(users, positives)
-        neg, neg_norm = self._pair_scores(users, negatives)
-        user_norm = squared_norm(self.user_collab(users), self.user_visual(users))
-        penalty = self.config.l2 * (user_norm + pos_norm + neg_norm) / len(users)
+        # Item terms once per unique item of the batch; F.embedding gathers (deterministic backward).
+        items, inverse = torch.unique(torch.cat([positives, negatives.flatten()]), return_inverse=True)
+        v_all, x_all, b_all = self._item_terms(items)
+        n = len(users)
+        slots = {"pos": inverse[:n], "neg": inverse[n:].view_as(negatives)}
+        terms = {
+            k: (F.embedding(s, v_all), F.embedding(s, x_all), F.embedding(s, b_all[:, None]).squeeze(-1))
+            for k, s in slots.items()
+        }
+        pos, neg = self._pair_scores(users, *terms["pos"]), self._pair_scores(users, *terms["neg"])
+        item_bias = self.item_bias(items).squeeze(-1)
+        norms = squared_norm(self.user_collab(users), self.user_visual(users), terms["pos"][0], terms["neg"][0])
+        norms = norms + squared_norm(
+            F.embedding(slots["pos"], item_bias[:, None]), F.embedding(slots["neg"], item_bias[:, None])
+        )
+        penalty = self.config.l2 * norms / n
         penalty = penalty + self.config.l2_projection * squared_norm(self.projection.weight, self.visual_bias.weight)
         return pos, neg, penalty
 
     def score(self, users: Tensor, items: Tensor) -> Tensor:
-        return self._pair_scores(users, items)[0]
+        return self._pair_scores(users, *self._item_terms(items))
 
     def compute_item_cache(self) -> dict[str, Tensor]:
         v, x, b = self._item_terms(torch.arange(self.item_features.shape[0]))
