@@ -13,18 +13,24 @@ def k_core_mask(users: np.ndarray, items: np.ndarray, min_user: int, min_item: i
     """Rows kept by iterative k-core filtering: every kept user has >= ``min_user`` kept
     interactions and every kept item >= ``min_item``. ``users``/``items`` are (n,) int codes.
 
-    Each round's removals are logged, so nothing is dropped silently.
+    Each round's removals are logged, so nothing is dropped silently. Rounds run until nothing
+    changes (each removes at least one row, so at most ``len(users)`` of them): a fixed cap
+    would return a mask that is not a k-core on long removal chains.
     """
     if min_user < 1 or min_item < 1:
         raise ValueError("k-core thresholds must be >= 1")
     keep = np.ones(len(users), dtype=bool)
-    for round_index in range(1, 1000):
-        user_counts = np.bincount(users[keep], minlength=int(users.max()) + 1)
-        item_counts = np.bincount(items[keep], minlength=int(items.max()) + 1)
+    if len(users) == 0:
+        return keep
+    n_users, n_items = int(users.max()) + 1, int(items.max()) + 1
+    round_index = 0
+    while True:
+        round_index += 1
+        user_counts = np.bincount(users[keep], minlength=n_users)
+        item_counts = np.bincount(items[keep], minlength=n_items)
         survive = keep & (user_counts[users] >= min_user) & (item_counts[items] >= min_item)
         removed = int(keep.sum() - survive.sum())
         if removed == 0:
-            break
+            return keep
         log.info("k-core round %d: removed %d interaction(s)", round_index, removed)
         keep = survive
-    return keep

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from jifr.errors import DataError
@@ -73,27 +75,44 @@ def _read_npy(path: Path) -> tuple[np.ndarray, np.ndarray]:
         values = np.load(path, mmap_mode="r", allow_pickle=False)
     except ValueError as exc:
         raise DataError(path, f"not a readable .npy array: {exc}") from None
-    frame_ids = np.array(ids_path.read_text(encoding="utf-8").splitlines(), dtype=str)
+    frame_ids = np.array(read_id_lines(ids_path), dtype=str)
     if (np.char.str_len(frame_ids) == 0).any():
-        raise DataError(ids_path, "empty frame id", row=int(np.flatnonzero(np.char.str_len(frame_ids) == 0)[0]) + 1)
+        row = int(np.flatnonzero(np.char.str_len(frame_ids) == 0)[0]) + 1
+        raise DataError(ids_path, "empty frame id", row=row)
     return frame_ids, values
+
+
+def read_id_lines(path: Path) -> list[str]:
+    """One id per line. Only ``\\n`` (or ``\\r\\n``) ends a line: ``str.splitlines`` would also
+    split ids at characters such as U+0085 or U+2028 and shift every id after them."""
+    text = path.read_text(encoding="utf-8")
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return [line.removesuffix("\r") for line in lines]
 
 
 def _read_safetensors(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
 
-    with safe_open(str(path), framework="numpy") as f:
-        metadata = f.metadata() or {}
-        if "features" not in f.keys():
-            raise DataError(path, "no tensor named 'features'")
-        values = f.get_tensor("features")
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            metadata = f.metadata() or {}
+            if "features" not in f.keys():  # noqa: SIM118 (safe_open has no __contains__)
+                raise DataError(path, "no tensor named 'features'")
+            values = f.get_tensor("features")
+    except (SafetensorError, TypeError) as exc:  # TypeError: a dtype NumPy lacks (bfloat16)
+        raise DataError(path, f"not a readable .safetensors file: {exc}") from None
     if "frame_ids" not in metadata:
         raise DataError(path, "no 'frame_ids' entry in the metadata (a JSON list of frame ids)")
     try:
-        frame_ids = np.array([str(x) for x in json.loads(metadata["frame_ids"])], dtype=str)
+        ids = json.loads(metadata["frame_ids"])
     except json.JSONDecodeError as exc:
         raise DataError(path, f"metadata 'frame_ids' is not a JSON list: {exc}") from None
-    return frame_ids, values
+    # A JSON string would otherwise be split into one-character ids.
+    if not isinstance(ids, list) or not all(isinstance(x, str | int) for x in ids):
+        raise DataError(path, "metadata 'frame_ids' must be a JSON list of frame ids (strings)")
+    return np.array([str(x) for x in ids], dtype=str), values
 
 
 def _read_parquet(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -101,16 +120,32 @@ def _read_parquet(path: Path) -> tuple[np.ndarray, np.ndarray]:
     for column in ("frame_id", "feature"):
         if column not in table.column_names:
             raise DataError(path, f"missing column '{column}'")
-    frame_ids = np.asarray(table.column("frame_id").to_numpy(zero_copy_only=False)).astype(str)
-    lengths = np.asarray(table.column("feature").combine_chunks().value_lengths().to_numpy(zero_copy_only=False))
-    if len(lengths) and (lengths != lengths[0]).any():
+    if table.num_rows == 0:
+        raise DataError(path, "the feature table has no rows")
+    # A null must not become the id 'None'.
+    ids_column = pc.cast(table.column("frame_id"), pa.string()).fill_null("")
+    frame_ids = np.asarray(ids_column.to_numpy(zero_copy_only=False)).astype(str)
+    if (np.char.str_len(frame_ids) == 0).any():
+        row = int(np.flatnonzero(np.char.str_len(frame_ids) == 0)[0]) + 1
+        raise DataError(path, "empty frame id", row=row)
+    features = table.column("feature").combine_chunks()
+    if features.null_count:
+        raise DataError(path, "missing feature", row=_first_null_row(features))
+    lengths = np.asarray(pc.list_value_length(features).to_numpy(zero_copy_only=False))
+    if (lengths != lengths[0]).any():
         bad = int(np.flatnonzero(lengths != lengths[0])[0]) + 1
-        raise DataError(path, f"feature has {lengths[bad - 1]} values, expected {lengths[0]} like row 1", row=bad)
-    flat = table.column("feature").combine_chunks().flatten().to_numpy(zero_copy_only=False)
+        raise DataError(
+            path, f"feature has {lengths[bad - 1]} values, expected {lengths[0]} like row 1", row=bad
+        )
+    flat = features.flatten().to_numpy(zero_copy_only=False)
     values = np.asarray(flat).reshape(len(frame_ids), -1)
     if values.dtype == np.float64:
         values = values.astype(np.float32)
     return frame_ids, values
+
+
+def _first_null_row(column: pa.Array) -> int:
+    return int(np.flatnonzero(np.asarray(column.is_null().to_numpy(zero_copy_only=False)))[0]) + 1
 
 
 def first_non_finite_row(values: np.ndarray, chunk_rows: int = 8192) -> int | None:

@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 
 import jifr
-from jifr.data.frame_features import FrameFeatures
 from jifr.data.filtering import k_core_mask
+from jifr.data.frame_features import FrameFeatures
 from jifr.data.prepared import (
     FEATURES_NAME,
     FrameLikes,
@@ -52,8 +52,12 @@ def prepare_dataset(source: str | Path, out: str | Path, config: PrepareConfig |
     tmp = out.with_name(out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    data = _index_and_split(raw, config, tmp)
-    save_prepared(data)
+    try:
+        data = _index_and_split(raw, config, tmp)
+        save_prepared(data)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # no half-written directory left behind
+        raise
     if out.exists():
         shutil.rmtree(out)
     tmp.rename(out)
@@ -92,7 +96,10 @@ def _index_and_split(raw: RawDataset, config: PrepareConfig, out: Path) -> Prepa
     likes, n_likes_dropped = _index_likes(raw, user_ids, item_ids, frame_ids, users, items)
     filter_log["frame_likes_removed"] = n_likes_dropped
     part = split_interactions(users, timestamps, config.split)
-    splits = {name: Interactions(users[part == k], items[part == k]) for k, name in enumerate(("train", "valid", "test"))}
+    splits = {
+        name: Interactions(users[part == k], items[part == k])
+        for k, name in enumerate(("train", "valid", "test"))
+    }
     write_frame_table(out, frame_columns)
     meta = _meta(raw, config, filter_log, user_ids, item_ids, frames, splits, likes)
     data = PreparedData(out, user_ids, item_ids, frame_ids, frames, likes=likes, meta=meta, **splits)
@@ -101,7 +108,9 @@ def _index_and_split(raw: RawDataset, config: PrepareConfig, out: Path) -> Prepa
     return data
 
 
-def _index_frames(raw: RawDataset, item_ids: np.ndarray, out: Path) -> tuple[ItemFrames, np.ndarray, dict[str, np.ndarray], int]:
+def _index_frames(
+    raw: RawDataset, item_ids: np.ndarray, out: Path
+) -> tuple[ItemFrames, np.ndarray, dict[str, np.ndarray], int]:
     """Order frames by item (then by file order), copy their features in that order, check them."""
     table = raw.item_frames
     kept = np.isin(table["item_id"], item_ids)
@@ -123,7 +132,8 @@ def _index_frames(raw: RawDataset, item_ids: np.ndarray, out: Path) -> tuple[Ite
 
 
 def _absolute_paths(directory: Path, paths: np.ndarray) -> np.ndarray:
-    return np.array([p if not p or Path(p).is_absolute() else str((directory / p).resolve()) for p in paths.tolist()], dtype=str)
+    resolved = [p if not p or Path(p).is_absolute() else str((directory / p).resolve()) for p in paths.tolist()]
+    return np.array(resolved, dtype=str)
 
 
 def _copy_features(source: FrameFeatures, rows: np.ndarray, path: Path) -> np.ndarray:
@@ -136,14 +146,21 @@ def _copy_features(source: FrameFeatures, rows: np.ndarray, path: Path) -> np.nd
         bad = ~np.isfinite(block).all(axis=1)
         if bad.any():
             source_row = int(chunk_rows[np.flatnonzero(bad)[0]])
-            raise DataError(source.path, f"NaN or infinite value in the features of frame '{source.frame_ids[source_row]}'", row=source_row + 1)
+            frame = source.frame_ids[source_row]
+            problem = f"NaN or infinite value in the features of frame '{frame}'"
+            raise DataError(source.path, problem, row=source_row + 1)
         target[start : start + len(chunk_rows)] = block
     target.flush()
     return target
 
 
 def _index_likes(
-    raw: RawDataset, user_ids: np.ndarray, item_ids: np.ndarray, frame_ids: np.ndarray, users: np.ndarray, items: np.ndarray
+    raw: RawDataset,
+    user_ids: np.ndarray,
+    item_ids: np.ndarray,
+    frame_ids: np.ndarray,
+    users: np.ndarray,
+    items: np.ndarray,
 ) -> tuple[FrameLikes, int]:
     empty = np.zeros(0, dtype=np.int64)
     if raw.frame_likes is None:
@@ -166,7 +183,16 @@ def _index_likes(
     return FrameLikes(lu[interacted], li[interacted], lf[interacted]), n_dropped
 
 
-def _meta(raw: RawDataset, config: PrepareConfig, filter_log: dict[str, Any], user_ids: np.ndarray, item_ids: np.ndarray, frames: ItemFrames, splits: dict[str, Interactions], likes: FrameLikes) -> dict[str, Any]:
+def _meta(
+    raw: RawDataset,
+    config: PrepareConfig,
+    filter_log: dict[str, Any],
+    user_ids: np.ndarray,
+    item_ids: np.ndarray,
+    frames: ItemFrames,
+    splits: dict[str, Interactions],
+    likes: FrameLikes,
+) -> dict[str, Any]:
     return {
         "source": str(raw.directory.resolve()),
         "jifr_version": jifr.__version__,

@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import scipy.sparse as sp
 
+from jifr.data.frame_features import read_id_lines
 from jifr.errors import DataError
 
 META_NAME = "prepared.json"
@@ -136,11 +137,12 @@ def save_prepared(data: PreparedData) -> None:
 
 
 def write_frame_table(directory: Path, columns: dict[str, np.ndarray]) -> None:
-    pq.write_table(pa.table({k: pa.array(v.tolist(), pa.string()) for k, v in columns.items()}), directory / FRAMES_TABLE_NAME)
+    table = pa.table({k: pa.array(v.tolist(), pa.string()) for k, v in columns.items()})
+    pq.write_table(table, directory / FRAMES_TABLE_NAME)
 
 
 def _read_ids(path: Path) -> np.ndarray:
-    return np.array(path.read_text(encoding="utf-8").splitlines(), dtype=str)
+    return np.array(read_id_lines(path), dtype=str)
 
 
 def load_prepared(directory: str | Path) -> PreparedData:

@@ -27,9 +27,10 @@ class RawDataset:
     item_titles: dict[str, str]
 
 
-def _first_row_not_in(values: np.ndarray, known: np.ndarray) -> int | None:
+def _first_not_in(values: np.ndarray, known: np.ndarray) -> int | None:
+    """0-based index of the first value not in ``known``, or None."""
     missing = ~np.isin(values, known)
-    return int(np.flatnonzero(missing)[0]) + 1 if missing.any() else None
+    return int(np.flatnonzero(missing)[0]) if missing.any() else None
 
 
 def load_raw_dataset(directory: str | Path) -> RawDataset:
@@ -61,51 +62,61 @@ def _read_item_frames(directory: Path) -> Table:
     frame_ids, first, counts = np.unique(table["frame_id"], return_index=True, return_counts=True)
     if (counts > 1).any():
         frame = frame_ids[np.flatnonzero(counts > 1)[0]]
-        rows = np.flatnonzero(table["frame_id"] == frame)
+        second = int(np.flatnonzero(table["frame_id"] == frame)[1])
         raise DataError(
-            path, f"frame '{frame}' belongs to several items (a frame belongs to one item)", row=int(rows[1]) + 1
+            path,
+            f"frame '{frame}' belongs to several items (a frame belongs to one item)",
+            row=table.file_row(second),
         )
     return table
 
 
 def _check_frames_have_features(item_frames: Table, features: FrameFeatures) -> None:
-    row = _first_row_not_in(item_frames["frame_id"], features.frame_ids)
-    if row is not None:
-        frame = item_frames["frame_id"][row - 1]
-        raise DataError(item_frames.path, f"frame '{frame}' has no row in {features.path.name}", row=row)
+    i = _first_not_in(item_frames["frame_id"], features.frame_ids)
+    if i is not None:
+        frame = item_frames["frame_id"][i]
+        raise DataError(
+            item_frames.path,
+            f"frame '{frame}' has no row in {features.path.name}",
+            row=item_frames.file_row(i),
+        )
     unused = int((~np.isin(features.frame_ids, item_frames["frame_id"])).sum())
     if unused:
         log.warning("%s: %d feature row(s) belong to no item and are ignored", features.path.name, unused)
 
 
 def _check_items_have_frames(interactions: Table, item_frames: Table) -> None:
-    row = _first_row_not_in(interactions["item_id"], item_frames["item_id"])
-    if row is not None:
-        item = interactions["item_id"][row - 1]
-        raise DataError(interactions.path, f"item '{item}' has no frames in {item_frames.path.name}", row=row)
+    i = _first_not_in(interactions["item_id"], item_frames["item_id"])
+    if i is not None:
+        item = interactions["item_id"][i]
+        raise DataError(
+            interactions.path,
+            f"item '{item}' has no frames in {item_frames.path.name}",
+            row=interactions.file_row(i),
+        )
 
 
 def _read_frame_likes(directory: Path, interactions: Table, item_frames: Table) -> Table | None:
     path = find_table(directory, "frame_likes", required=False)
     if path is None:
         return None
-    likes = drop_duplicates(read_table(path, ["user_id", "item_id", "frame_id"]), ["user_id", "item_id", "frame_id"], "frame-like")
+    columns = ["user_id", "item_id", "frame_id"]
+    likes = drop_duplicates(read_table(path, columns), columns, "frame-like")
     for column, known, what in (
         ("user_id", interactions["user_id"], "user"),
         ("item_id", item_frames["item_id"], "item"),
         ("frame_id", item_frames["frame_id"], "frame"),
     ):
-        row = _first_row_not_in(likes[column], known)
-        if row is not None:
-            raise DataError(path, f"unknown {what} '{likes[column][row - 1]}'", row=row)
+        i = _first_not_in(likes[column], known)
+        if i is not None:
+            raise DataError(path, f"unknown {what} '{likes[column][i]}'", row=likes.file_row(i))
     order = np.argsort(item_frames["frame_id"])
     where = np.searchsorted(item_frames["frame_id"][order], likes["frame_id"])
     wrong = item_frames["item_id"][order][where] != likes["item_id"]
     if wrong.any():
-        row = int(np.flatnonzero(wrong)[0]) + 1
-        raise DataError(
-            path, f"frame '{likes['frame_id'][row - 1]}' is not a frame of item '{likes['item_id'][row - 1]}'", row=row
-        )
+        i = int(np.flatnonzero(wrong)[0])
+        frame, item = likes["frame_id"][i], likes["item_id"][i]
+        raise DataError(path, f"frame '{frame}' is not a frame of item '{item}'", row=likes.file_row(i))
     return likes
 
 

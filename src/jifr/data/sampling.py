@@ -11,13 +11,18 @@ class PositiveSet:
 
     def __init__(self, matrix: sp.csr_matrix) -> None:
         coo = matrix.tocoo()
-        self.n_items = matrix.shape[1]
-        self.keys = np.sort(coo.row.astype(np.int64) * self.n_items + coo.col)
-        self.counts = np.diff(matrix.indptr)
+        n_users, self.n_items = matrix.shape
+        # Stored zeros are not positives, and a non-canonical matrix (repeated entries) must
+        # not inflate the counts.
+        held = coo.data != 0
+        self.keys = np.unique(coo.row[held].astype(np.int64) * self.n_items + coo.col[held])
+        self.counts = np.bincount(self.keys // self.n_items, minlength=n_users)  # (n_users,)
 
     def contains(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
         """Boolean array of the broadcast shape of ``users`` and ``items``."""
-        keys = users.astype(np.int64) * self.n_items + items
+        keys = np.asarray(users).astype(np.int64) * self.n_items + items
+        if len(self.keys) == 0:
+            return np.zeros(keys.shape, dtype=bool)
         where = np.searchsorted(self.keys, keys)
         where = np.minimum(where, len(self.keys) - 1)
         return self.keys[where] == keys
@@ -55,7 +60,8 @@ def sample_unrated(
     n_take = min(n_samples, n_items)
     keys = rng.random((n_users, n_items))
     rows = np.repeat(np.arange(n_users), np.diff(excluded.indptr))
-    keys[rows, excluded.indices] = np.inf
+    held = excluded.data != 0  # a stored zero does not exclude its item
+    keys[rows[held], excluded.indices[held]] = np.inf
     if n_take < n_items:
         items = np.argpartition(keys, n_take - 1, axis=1)[:, :n_take]
     else:

@@ -42,11 +42,19 @@ def split_interactions(
     return _leave_one_out(users, timestamps, tie_break)
 
 
+def split_sizes(n: int, ratios: tuple[float, float, float]) -> tuple[int, int, int]:
+    """(train, valid, test) row counts: train and valid are ``round(ratio * n)`` (Python's
+    rounding, half to even), test the rest; a test ratio of 0 gives no test rows."""
+    n_train = min(int(round(ratios[0] * n)), n)
+    n_valid = min(int(round(ratios[1] * n)), n - n_train)
+    if ratios[2] == 0:
+        n_valid = n - n_train
+    return n_train, n_valid, n - n_train - n_valid
+
+
 def _cut_in_order(order: np.ndarray, ratios: tuple[float, float, float]) -> np.ndarray:
-    n = len(order)
-    n_train = int(round(ratios[0] * n))
-    n_valid = int(round(ratios[1] * n))
-    part = np.full(n, 2, dtype=np.int8)
+    n_train, n_valid, _ = split_sizes(len(order), ratios)
+    part = np.full(len(order), 2, dtype=np.int8)
     part[order[:n_train]] = 0
     part[order[n_train : n_train + n_valid]] = 1
     return part

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,14 +95,12 @@ def _raise_ragged_row(path: Path) -> None:
         found.append(row)
         return "error"  # stop at the first one
 
-    try:
+    with contextlib.suppress(pa.ArrowInvalid):  # raised at the first bad row, once recorded
         pacsv.read_csv(
             path,
             read_options=pacsv.ReadOptions(use_threads=False),
             parse_options=pacsv.ParseOptions(delimiter=_delimiter(path), invalid_row_handler=record),
         )
-    except pa.ArrowInvalid:
-        pass
     if found:
         bad = found[0]
         row = None if bad.number is None else bad.number - 1  # physical line -> data row
@@ -183,7 +182,7 @@ def drop_duplicates(table: Table, key: list[str], what: str) -> Table:
     """Remove rows whose ``key`` columns repeat an earlier row; the count is logged as a warning."""
     codes = [np.unique(table[c], return_inverse=True)[1].ravel() for c in key]
     order = np.lexsort(codes[::-1])  # stable: within a group of equal keys, file order
-    same_as_previous = np.ones(len(order) - 1, dtype=bool)
+    same_as_previous = np.ones(max(len(order) - 1, 0), dtype=bool)
     for c in codes:
         same_as_previous &= c[order[1:]] == c[order[:-1]]
     keep = np.sort(order[np.r_[True, ~same_as_previous]])
