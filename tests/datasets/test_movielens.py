@@ -106,18 +106,14 @@ def test_missing_mirror_names_where_it_looked_and_how_to_fix(tmp_path: Path) -> 
     assert "--mirror" in message and "JIFR_MIRROR" in message
 
 
-def test_env_var_is_used_and_never_silently_bypassed(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_env_var_is_used_and_never_silently_bypassed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("JIFR_MIRROR", str(tmp_path))
     with pytest.raises(MirrorNotFoundError, match=r"\$JIFR_MIRROR"):
         find_mirror()
 
 
 @real_data
-def test_mirror_accepts_parent_or_dataset_folder(
-    mirror: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_mirror_accepts_parent_or_dataset_folder(mirror: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert find_mirror(mirror.parent) == mirror
     assert find_mirror(mirror) == mirror
     monkeypatch.setenv("JIFR_MIRROR", str(mirror.parent))
@@ -139,9 +135,7 @@ def _zip_of(mirror: Path, path: Path, tamper: bool = False) -> Path:
     with zipfile.ZipFile(path, "w") as archive:
         for name in ("u.data", "u.item", "u.genre", "u.user", "README"):
             data = (mirror / name).read_bytes()
-            archive.writestr(
-                f"ml-100k/{name}", data + (b"x" if tamper and name == "u.data" else b"")
-            )
+            archive.writestr(f"ml-100k/{name}", data + (b"x" if tamper and name == "u.data" else b""))
     return path
 
 
@@ -224,10 +218,7 @@ def test_interactions_match_brute_force(bundles_dir: Path, raw: dict) -> None:
         if movie in bundle_of:
             key = (str(user), bundle_of[movie])
             expected[key] = min(timestamp, expected.get(key, timestamp))
-    got = {
-        (r["user_id"], r["item_id"]): int(r["timestamp"])
-        for r in rows(bundles_dir / "interactions.csv")
-    }
+    got = {(r["user_id"], r["item_id"]): int(r["timestamp"]) for r in rows(bundles_dir / "interactions.csv")}
     assert got == expected
     # hand check: user 1 rated Toy Story (movie 1) 5 stars at 874965758 (u.data)
     assert got[("1", bundle_of[1])] <= 874965758
@@ -236,18 +227,10 @@ def test_interactions_match_brute_force(bundles_dir: Path, raw: dict) -> None:
 
 
 @real_data
-def test_frame_likes_are_rated_at_threshold_in_interacted_bundles(
-    bundles_dir: Path, raw: dict
-) -> None:
+def test_frame_likes_are_rated_at_threshold_in_interacted_bundles(bundles_dir: Path, raw: dict) -> None:
     bundle_of = {m: b for b, movies in bundle_members(bundles_dir).items() for m in movies}
-    expected = {
-        (str(u), bundle_of[m], f"m{m}")
-        for u, m, r, _ in raw["ratings"]
-        if r >= 4 and m in bundle_of
-    }
-    likes = {
-        (r["user_id"], r["item_id"], r["frame_id"]) for r in rows(bundles_dir / "frame_likes.csv")
-    }
+    expected = {(str(u), bundle_of[m], f"m{m}") for u, m, r, _ in raw["ratings"] if r >= 4 and m in bundle_of}
+    likes = {(r["user_id"], r["item_id"], r["frame_id"]) for r in rows(bundles_dir / "frame_likes.csv")}
     assert likes == expected
     interacted = {(r["user_id"], r["item_id"]) for r in rows(bundles_dir / "interactions.csv")}
     assert {(u, b) for u, b, _ in likes} <= interacted
@@ -384,15 +367,10 @@ def test_cli_builds_and_describes(cli: typer.Typer, mirror: Path, tmp_path: Path
         "--mirror",
         str(mirror),
     ]
-    result = runner.invoke(
-        cli, [*arguments, "--seed", "1", "--bundle-size", "5", "--like-threshold", "5"]
-    )
+    result = runner.invoke(cli, [*arguments, "--seed", "1", "--bundle-size", "5", "--like-threshold", "5"])
     assert result.exit_code == 0, result.output
     meta = json.loads((out / "meta.json").read_text())
-    assert (
-        meta["parameters"] | {"seed": 1, "bundle_size": 5, "like_threshold": 5}
-        == meta["parameters"]
-    )
+    assert meta["parameters"] | {"seed": 1, "bundle_size": 5, "like_threshold": 5} == meta["parameters"]
     result = runner.invoke(cli, ["datasets", "stats", str(out)])
     assert result.exit_code == 0 and json.loads(result.stdout) == dataset_statistics(out)
 

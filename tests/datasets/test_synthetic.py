@@ -158,9 +158,7 @@ def test_written_files_are_identical_for_the_same_seed(tmp_path: Path) -> None:
     reseeded = write_synthetic("tiny", tmp_path / "c", seed=5)
     for path in sorted(first.iterdir()):
         assert path.read_bytes() == (second / path.name).read_bytes(), path.name
-    assert (first / "interactions.parquet").read_bytes() != (
-        reseeded / "interactions.parquet"
-    ).read_bytes()
+    assert (first / "interactions.parquet").read_bytes() != (reseeded / "interactions.parquet").read_bytes()
 
 
 # --- frame likes ---------------------------------------------------------------------------

@@ -134,9 +134,7 @@ def _read_parquet(path: Path) -> tuple[np.ndarray, np.ndarray]:
     lengths = np.asarray(pc.list_value_length(features).to_numpy(zero_copy_only=False))
     if (lengths != lengths[0]).any():
         bad = int(np.flatnonzero(lengths != lengths[0])[0]) + 1
-        raise DataError(
-            path, f"feature has {lengths[bad - 1]} values, expected {lengths[0]} like row 1", row=bad
-        )
+        raise DataError(path, f"feature has {lengths[bad - 1]} values, expected {lengths[0]} like row 1", row=bad)
     flat = features.flatten().to_numpy(zero_copy_only=False)
     values = np.asarray(flat).reshape(len(frame_ids), -1)
     if values.dtype == np.float64:

@@ -97,8 +97,7 @@ def _index_and_split(raw: RawDataset, config: PrepareConfig, out: Path) -> Prepa
     filter_log["frame_likes_removed"] = n_likes_dropped
     part = split_interactions(users, timestamps, config.split)
     splits = {
-        name: Interactions(users[part == k], items[part == k])
-        for k, name in enumerate(("train", "valid", "test"))
+        name: Interactions(users[part == k], items[part == k]) for k, name in enumerate(("train", "valid", "test"))
     }
     write_frame_table(out, frame_columns)
     meta = _meta(raw, config, filter_log, user_ids, item_ids, frames, splits, likes)

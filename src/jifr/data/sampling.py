@@ -47,9 +47,7 @@ def sample_negatives(
     return negatives
 
 
-def sample_unrated(
-    excluded: sp.csr_matrix, n_samples: int, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
+def sample_unrated(excluded: sp.csr_matrix, n_samples: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """For each row of ``excluded`` (a block of users), ``n_samples`` distinct items it does not hold.
 
     Returns ``(items, valid)`` of shape (B, min(n_samples, n_items)); ``valid`` is False in the

@@ -26,9 +26,7 @@ class SplitConfig:
             raise ValueError(f"split ratios must be three non-negative numbers summing to 1, got {self.ratios}")
 
 
-def split_interactions(
-    users: np.ndarray, timestamps: np.ndarray | None, config: SplitConfig
-) -> np.ndarray:
+def split_interactions(users: np.ndarray, timestamps: np.ndarray | None, config: SplitConfig) -> np.ndarray:
     """Part of each row: 0 train, 1 valid, 2 test. ``users`` is (n,) int; returns (n,) int8."""
     rng = np.random.default_rng(config.seed)
     if config.method == "random":

@@ -104,9 +104,7 @@ def _raise_ragged_row(path: Path) -> None:
     if found:
         bad = found[0]
         row = None if bad.number is None else bad.number - 1  # physical line -> data row
-        raise DataError(
-            path, f"{bad.actual_columns} field(s) where the header has {bad.expected_columns}", row=row
-        )
+        raise DataError(path, f"{bad.actual_columns} field(s) where the header has {bad.expected_columns}", row=row)
 
 
 def _first_bad_row(mask: np.ndarray) -> int:

@@ -63,9 +63,7 @@ def build(
     ] = None,
     seed: Annotated[int | None, typer.Option(help="Bundles: clustering/shuffle seed (0).")] = None,
     bundle_size: Annotated[int | None, typer.Option(help="Bundles: target size (6).")] = None,
-    like_threshold: Annotated[
-        int | None, typer.Option(help="Bundles: lowest rating that likes a poster (4).")
-    ] = None,
+    like_threshold: Annotated[int | None, typer.Option(help="Bundles: lowest rating that likes a poster (4).")] = None,
 ) -> None:
     """Build dataset NAME from the MovieLens-100K mirror into --out."""
     if name not in BUILDERS:

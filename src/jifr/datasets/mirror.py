@@ -108,9 +108,7 @@ def verify_checksums(dataset_dir: Path) -> None:
     for name, expected in ML100K_SHA256.items():
         actual = sha256_file(dataset_dir / name)
         if actual != expected:
-            raise DataError(
-                dataset_dir / name, f"SHA-256 {actual} differs from official {expected}"
-            )
+            raise DataError(dataset_dir / name, f"SHA-256 {actual} differs from official {expected}")
 
 
 def download_movielens_100k(dest: str | Path, url: str = ML100K_URL) -> Path:

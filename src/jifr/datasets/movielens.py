@@ -127,9 +127,7 @@ def build_movielens_bundles(
     movies (timestamp: earliest such rating) and likes the posters of the movies they rated
     ``>= like_threshold`` (``frame_likes``, evaluation only). Returns ``out_dir``.
     """
-    config = BundleConfig(
-        bundle_size, min_bundle, max_bundle, like_threshold, n_components, n_clusters, seed=seed
-    )
+    config = BundleConfig(bundle_size, min_bundle, max_bundle, like_threshold, n_components, n_clusters, seed=seed)
     data = load_movielens_100k(mirror)
     out = _prepare(out_dir, (*_MOVIE_FILES, "frame_likes.csv"))
     ratings, dropped = _drop_movies_without_poster(data)
@@ -193,9 +191,7 @@ def cluster_movies(matrix: sp.csr_matrix, config: BundleConfig) -> np.ndarray:
     return np.unique(labels, return_inverse=True)[1]
 
 
-def _merge_small_clusters(
-    embeddings: np.ndarray, labels: np.ndarray, centers: np.ndarray, min_size: int
-) -> np.ndarray:
+def _merge_small_clusters(embeddings: np.ndarray, labels: np.ndarray, centers: np.ndarray, min_size: int) -> np.ndarray:
     """Move the members of each too-small cluster (smallest first) to their nearest other centre."""
     labels = labels.copy()
     alive = np.ones(len(centers), dtype=bool)
@@ -216,9 +212,7 @@ def bundle_count(n_movies: int, config: BundleConfig) -> int:
     return int(np.clip(round(n_movies / config.bundle_size), low, high))
 
 
-def cut_into_bundles(
-    labels: np.ndarray, config: BundleConfig, rng: np.random.Generator
-) -> list[np.ndarray]:
+def cut_into_bundles(labels: np.ndarray, config: BundleConfig, rng: np.random.Generator) -> list[np.ndarray]:
     """Cut every cluster, in a random order, into near-equal bundles; return them shuffled.
 
     Each bundle is the sorted array of its movie indices (into ``labels``).
@@ -246,9 +240,7 @@ def bundle_title(titles: Sequence[str]) -> str:
     return f"{shown} + {hidden} more" if hidden > 0 else shown
 
 
-def _write_bundle_tables(
-    out: Path, data: MovieLens100K, movies: np.ndarray, bundles: list[np.ndarray]
-) -> None:
+def _write_bundle_tables(out: Path, data: MovieLens100K, movies: np.ndarray, bundles: list[np.ndarray]) -> None:
     """``item_frames.csv`` (a frame per poster) and ``items.csv`` (bundle titles)."""
     titles = data.title_by_id
     frames, items = [], []
@@ -260,9 +252,7 @@ def _write_bundle_tables(
     _write_csv(out / "items.csv", ("item_id", "title"), items)
 
 
-def _write_bundle_interactions(
-    out: Path, ratings: np.ndarray, bundle: np.ndarray, like_threshold: int
-) -> None:
+def _write_bundle_interactions(out: Path, ratings: np.ndarray, bundle: np.ndarray, like_threshold: int) -> None:
     """User-bundle interactions (earliest rating in the bundle) and poster likes."""
     users, timestamps = ratings[:, 0], ratings[:, 3]
     order = np.lexsort((timestamps, bundle, users))
@@ -273,9 +263,7 @@ def _write_bundle_interactions(
     _write_interactions(out, users[kept], [bundle_key(b) for b in bundle[kept]], timestamps[kept])
     liked = np.flatnonzero(ratings[:, 2] >= like_threshold)
     liked = liked[np.lexsort((ratings[liked, 1], bundle[liked], users[liked]))]
-    rows = zip(
-        users[liked].tolist(), bundle[liked].tolist(), ratings[liked, 1].tolist(), strict=True
-    )
+    rows = zip(users[liked].tolist(), bundle[liked].tolist(), ratings[liked, 1].tolist(), strict=True)
     _write_csv(
         out / "frame_likes.csv",
         ("user_id", "item_id", "frame_id"),
@@ -330,9 +318,7 @@ def _write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[object
         writer.writerows(rows)
 
 
-def _write_interactions(
-    out: Path, users: np.ndarray, items: Sequence[str], timestamps: np.ndarray
-) -> None:
+def _write_interactions(out: Path, users: np.ndarray, items: Sequence[str], timestamps: np.ndarray) -> None:
     """``interactions.csv`` with integer Unix timestamps."""
     rows = zip(users.tolist(), items, timestamps.tolist(), strict=True)
     _write_csv(out / "interactions.csv", ("user_id", "item_id", "timestamp"), rows)
@@ -381,9 +367,7 @@ def read_table(directory: str | Path, stem: str) -> pa.Table | None:
         return pacsv.read_csv(
             path,
             parse_options=pacsv.ParseOptions(delimiter="\t" if suffix == ".tsv" else ","),
-            convert_options=pacsv.ConvertOptions(
-                column_types=dict.fromkeys(_ID_COLUMNS, pa.string())
-            ),
+            convert_options=pacsv.ConvertOptions(column_types=dict.fromkeys(_ID_COLUMNS, pa.string())),
         )
     return None
 

@@ -249,9 +249,7 @@ class SyntheticDataset:
     def true_frame_scores(self, users: np.ndarray, frames: np.ndarray) -> np.ndarray:
         """(n,) users, (n,) frames -> (n,) true preference; -inf for uninformative frames."""
         theme = self.frame_theme[frames]
-        scores = np.einsum(
-            "nd,nd->n", self.truth.user_visual[users], self.truth.theme_latent[theme]
-        )
+        scores = np.einsum("nd,nd->n", self.truth.user_visual[users], self.truth.theme_latent[theme])
         return np.where(theme >= 0, scores, -np.inf)
 
     def feature_blocks(self) -> Iterator[tuple[int, np.ndarray]]:
@@ -368,9 +366,7 @@ def _timestamps(user: np.ndarray, counts: np.ndarray, rng: np.random.Generator) 
     return (BASE_TIME + first[user] + elapsed).astype(np.int64)
 
 
-def _sample_interactions(
-    c: SyntheticConfig, truth: PlantedTruth
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _sample_interactions(c: SyntheticConfig, truth: PlantedTruth) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """-> user, item, timestamp (n,) sorted by user then time; Gumbel-top-k per user block."""
     rng = _rng(c.seed, "interactions")
     counts = _interaction_counts(c, rng)
@@ -486,9 +482,7 @@ def write_dataset(source: SyntheticConfig | SyntheticDataset, out_dir: str | Pat
     return out_dir
 
 
-def write_synthetic(
-    preset_or_config: str | SyntheticConfig, out_dir: str | Path, seed: int | None = None
-) -> Path:
+def write_synthetic(preset_or_config: str | SyntheticConfig, out_dir: str | Path, seed: int | None = None) -> Path:
     """Write a preset (``"tiny"``, ``"small"``, ``"paper"``) or a config, optionally reseeded."""
     if isinstance(preset_or_config, str):
         if preset_or_config not in PRESETS:
