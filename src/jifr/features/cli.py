@@ -53,9 +53,7 @@ def extract(
             callback=_known_encoder,
         ),
     ] = DEFAULT_ENCODER,
-    batch_size: Annotated[
-        int, typer.Option(min=1, help="Images per batch (part of the resume fingerprint).")
-    ] = 32,
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per batch (part of the resume fingerprint).")] = 32,
     float16: Annotated[
         bool, typer.Option("--float16", help="Store float16 (half the size) instead of float32.")
     ] = False,
@@ -68,9 +66,7 @@ def extract(
     ] = False,
     weights_path: Annotated[
         Path | None,
-        typer.Option(
-            exists=True, dir_okay=False, help="Encoder weights file instead of the default one."
-        ),
+        typer.Option(exists=True, dir_okay=False, help="Encoder weights file instead of the default one."),
     ] = None,
     allow_download: Annotated[
         bool,
@@ -78,9 +74,7 @@ def extract(
     ] = False,
     device: Annotated[str, typer.Option(help="Torch device, e.g. cpu or cuda.")] = "cpu",
     workers: Annotated[int, typer.Option(min=1, help="Threads that decode images.")] = 2,
-    overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Replace a finished store in --out.")
-    ] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a finished store in --out.")] = False,
 ) -> None:
     """Encode every image of INPUT into --out, resuming an interrupted run of the same command.
 

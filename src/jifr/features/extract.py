@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 from jifr.errors import DataError
 from jifr.features.encoders import DEFAULT_ENCODER, ImageEncoder, build_encoder
 from jifr.features.images import describe_failure, load_rgb, probe_image
+from jifr.features.inputs import FrameImage
 from jifr.features.store import ExtractProgress, FeatureStoreWriter
 
 logger = logging.getLogger(__name__)
@@ -96,6 +97,22 @@ class _Batch:
     bad: list[BadImage]
 
 
+@dataclass(frozen=True)
+class _Job:
+    """What one extraction works with while it runs."""
+
+    frames: list[FrameImage]
+    encoder: ImageEncoder
+    store: FeatureStoreWriter
+    pool: ThreadPoolExecutor
+    batch_size: int
+    storage: np.dtype  # float32 or float16
+    skip_bad: bool
+    show_progress: bool
+    callback: Callable[[ExtractProgress], None] | None
+    known_bad: dict[int, BadImage] = field(default_factory=dict)  # input index -> why
+
+
 def extract_features(
     images: Sequence[tuple[str, Path]],
     out_dir: Path,
@@ -121,7 +138,7 @@ def extract_features(
         dtype: storage type of the (L, D) array; features are computed in float32.
         skip_bad: leave undecodable files out (listed in the result) instead of failing.
         validate: decode-check every file before encoding, so that a run with bad files
-            fails at once rather than after hours (with `skip_bad`, they are known up front).
+            fails at once rather than hours in (with `skip_bad`, they are known up front).
         workers: threads that decode images.
         weights_path, device, allow_download: passed to the encoder when built by name.
         overwrite: replace a finished store in `out_dir`; otherwise that is an error.
@@ -130,30 +147,26 @@ def extract_features(
     Raises:
         BadImagesError: some files cannot be decoded and `skip_bad` is False. Finished
             batches are kept: rerun after fixing the files to continue.
-        DataError: empty, duplicate or unwritable frame ids.
+        DataError: no inputs, or frame ids that are empty, multi-line or repeated.
         FileExistsError: a finished store is already there and `overwrite` is False.
+        EncoderUnavailableError: the encoder's package or weights are missing.
     """
     started = time.perf_counter()
     frames = _checked_inputs(images)
     storage = _checked_options(batch_size, dtype, workers)
     store = FeatureStoreWriter(out_dir, stem)
     if store.finished_exists() and not overwrite:
-        raise FileExistsError(f"{store.features_path} already exists (pass overwrite=True)")
+        raise FileExistsError(f"{store.features_path} already exists (pass overwrite=True, --overwrite)")
     if isinstance(encoder, str):
         options = {"weights_path": weights_path, "device": device, "allow_download": allow_download}
         encoder = build_encoder(encoder, **options)
     progress = _starting_progress(store, frames, encoder, storage, batch_size, skip_bad)
     resumed_from = progress.next_input
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        known_bad = _probe_all(frames, resumed_from, pool, show_progress) if validate else {}
-        if known_bad and not skip_bad:
-            raise BadImagesError(list(known_bad.values()))
-        if known_bad:
-            logger.warning("%d image files cannot be read and will be skipped", len(known_bad))
-        progress = _encode_all(
-            frames, encoder, store, progress, pool, known_bad, batch_size, storage,
-            skip_bad=skip_bad, show_progress=show_progress, callback=callback,
-        )  # fmt: skip
+        job = _Job(frames, encoder, store, pool, batch_size, storage, skip_bad, show_progress, callback)
+        if validate:
+            _check_decodable(job, start=resumed_from)
+        progress = _encode_all(job, progress)
     skipped = _skipped(frames, progress)
     store.finish(progress, _written_ids(frames, skipped))
     seconds = time.perf_counter() - started
@@ -170,25 +183,7 @@ def extract_features(
     return result
 
 
-def _starting_progress(
-    store: FeatureStoreWriter,
-    frames: list[tuple[str, Path]],
-    encoder: ImageEncoder,
-    storage: np.dtype,
-    batch_size: int,
-    skip_bad: bool,
-) -> ExtractProgress:
-    """Where to start: an interrupted run's progress when it is compatible, else the beginning."""
-    fingerprint = _fingerprint(frames, encoder, storage, batch_size)
-    progress = store.resume(fingerprint, len(frames), encoder.dim, storage)
-    if progress.skipped and not skip_bad:
-        # The finished part lacks rows this run must write: only a fresh start can add them.
-        logger.warning("the interrupted run skipped bad images but skip_bad is off; starting over")
-        return ExtractProgress(fingerprint=fingerprint, n_inputs=len(frames))
-    return progress
-
-
-def _checked_inputs(images: Sequence[tuple[str, Path]]) -> list[tuple[str, Path]]:
+def _checked_inputs(images: Sequence[tuple[str, Path]]) -> list[FrameImage]:
     """The inputs as (frame_id, Path); frame ids must be non-empty, one-line and unique."""
     frames = [(str(frame_id), Path(path)) for frame_id, path in images]
     if not frames:
@@ -196,9 +191,8 @@ def _checked_inputs(images: Sequence[tuple[str, Path]]) -> list[tuple[str, Path]
     seen: set[str] = set()
     for position, (frame_id, path) in enumerate(frames, start=1):
         if frame_id.splitlines() != [frame_id]:  # the ids file holds one id per line
-            raise DataError(
-                path, f"frame id {frame_id!r} (input {position}) is empty or multi-line"
-            )
+            problem = f"frame id {frame_id!r} (input {position}) is empty or multi-line"
+            raise DataError(path, problem)
         if frame_id in seen:
             raise DataError(path, f"frame id {frame_id!r} (input {position}) appears twice")
         seen.add(frame_id)
@@ -215,89 +209,96 @@ def _checked_options(batch_size: int, dtype: str, workers: int) -> np.dtype:
     return np.dtype(dtype)
 
 
-def _fingerprint(
-    frames: list[tuple[str, Path]], model: ImageEncoder, storage: np.dtype, batch_size: int
-) -> str:
+def _starting_progress(
+    store: FeatureStoreWriter,
+    frames: list[FrameImage],
+    encoder: ImageEncoder,
+    storage: np.dtype,
+    batch_size: int,
+    skip_bad: bool,
+) -> ExtractProgress:
+    """Where to start: an interrupted run's progress when it is compatible, else the beginning."""
+    fingerprint = _fingerprint(frames, encoder, storage, batch_size)
+    progress = store.resume(fingerprint, len(frames), encoder.dim, storage)
+    if progress.skipped and not skip_bad:
+        # The finished part lacks rows this run must write: only a fresh start can add them.
+        logger.warning("the interrupted run skipped bad images but skip_bad is off; starting over")
+        return ExtractProgress(fingerprint=fingerprint, n_inputs=len(frames))
+    return progress
+
+
+def _fingerprint(frames: list[FrameImage], encoder: ImageEncoder, storage: np.dtype, batch_size: int) -> str:
     """A hash of everything that decides the output bytes (file contents excepted)."""
     digest = hashlib.sha256()
-    settings = f"{model.name}\0{model.weights}\0{model.dim}\0{storage.str}\0{batch_size}\n"
-    digest.update(settings.encode())
+    settings = (encoder.name, encoder.weights, encoder.dim, storage.str, batch_size)
+    digest.update("\0".join(map(str, settings)).encode() + b"\n")
     for frame_id, path in frames:
         digest.update(f"{frame_id}\0{path.absolute()}\n".encode())
     return digest.hexdigest()
 
 
-def _probe_all(
-    frames: list[tuple[str, Path]], start: int, pool: ThreadPoolExecutor, show_progress: bool
-) -> dict[int, BadImage]:
-    """Decode-check the inputs from `start` on; returns {input index: BadImage}."""
+def _check_decodable(job: _Job, start: int) -> None:
+    """Decode-check inputs `start`...: raise BadImagesError, or note them for skipping."""
+    frames = job.frames
     logger.info("checking that %d image files decode", len(frames) - start)
-    bad: dict[int, BadImage] = {}
-    with tqdm(
-        total=len(frames) - start, desc="check", unit="img", disable=not show_progress
-    ) as bar:
+    bar = tqdm(total=len(frames) - start, desc="check", unit="img", disable=not job.show_progress)
+    with bar:
         # In chunks, so that a million files do not become a million pending futures.
         for chunk in range(start, len(frames), _PROBE_CHUNK):
             indices = range(chunk, min(chunk + _PROBE_CHUNK, len(frames)))
-            reasons = pool.map(probe_image, [frames[i][1] for i in indices])
+            reasons = job.pool.map(probe_image, [frames[i][1] for i in indices])
             for index, reason in zip(indices, reasons, strict=True):
                 if reason is not None:
-                    bad[index] = BadImage(frames[index][0], frames[index][1], reason)
+                    job.known_bad[index] = BadImage(*frames[index], reason)
             bar.update(len(indices))
-    return bad
+    if job.known_bad and not job.skip_bad:
+        raise BadImagesError(list(job.known_bad.values()))
+    if job.known_bad:
+        logger.warning("%d image files cannot be read and will be skipped", len(job.known_bad))
 
 
-def _encode_all(
-    frames: list[tuple[str, Path]],
-    model: ImageEncoder,
-    store: FeatureStoreWriter,
-    progress: ExtractProgress,
-    pool: ThreadPoolExecutor,
-    known_bad: dict[int, BadImage],
-    batch_size: int,
-    storage: np.dtype,
-    *,
-    skip_bad: bool,
-    show_progress: bool,
-    callback: Callable[[ExtractProgress], None] | None,
-) -> ExtractProgress:
+def _encode_all(job: _Job, progress: ExtractProgress) -> ExtractProgress:
     """Encode batch after batch from `progress.next_input`, committing each; the final progress."""
+    n_inputs = len(job.frames)
     spans = [
-        (start, min(start + batch_size, len(frames)))
-        for start in range(progress.next_input, len(frames), batch_size)
+        (start, min(start + job.batch_size, n_inputs)) for start in range(progress.next_input, n_inputs, job.batch_size)
     ]
-    store.open_rows(progress, model.dim, storage)
-    bar = tqdm(total=len(frames), initial=progress.next_input, desc=f"encode ({model.name})",
-               unit="img", disable=not show_progress)  # fmt: skip
+    job.store.open_rows(progress, job.encoder.dim, job.storage)
+    bar = tqdm(
+        total=n_inputs,
+        initial=progress.next_input,
+        desc=f"encode ({job.encoder.name})",
+        unit="img",
+        disable=not job.show_progress,
+    )
     try:
         with _deterministic_torch():
-            for batch in _decoded_batches(frames, spans, model, known_bad, pool):
-                if batch.bad and not skip_bad:
+            for batch in _decoded_batches(job, spans):
+                if batch.bad and not job.skip_bad:
                     raise BadImagesError(batch.bad, note=f" ({progress.rows} finished rows kept)")
-                progress = _write_batch(batch, model, store, progress)
-                _log_skipped(batch.bad)
+                progress = _write_batch(job, batch, progress)
                 bar.update(batch.stop - batch.start)
-                if callback is not None:
-                    callback(progress)
+                if job.callback is not None:
+                    job.callback(progress)
     finally:
         bar.close()
-        store.close()
+        job.store.close()
     return progress
 
 
-def _write_batch(
-    batch: _Batch, model: ImageEncoder, store: FeatureStoreWriter, progress: ExtractProgress
-) -> ExtractProgress:
+def _write_batch(job: _Job, batch: _Batch, progress: ExtractProgress) -> ExtractProgress:
     """Encode one batch into the rows after `progress.rows`, commit, and return the new progress."""
     n_rows = 0
     if batch.pixels is not None:
-        features = model.encode(batch.pixels).numpy()  # (n, D) float32
-        _check_features(features, batch.frame_ids, model.dim)
-        store.write_rows(progress.rows, features)
+        features = job.encoder.encode(batch.pixels).numpy()  # (n, D) float32
+        _check_features(features, batch.frame_ids, job.encoder.dim)
+        job.store.write_rows(progress.rows, features)
         n_rows = len(features)
+    for image in batch.bad:
+        logger.warning("skipped %s (frame %s): %s", image.path, image.frame_id, image.reason)
     skipped = [(bad.frame_id, str(bad.path), bad.reason) for bad in batch.bad]
     progress = progress.advanced(batch.stop, n_rows, skipped)
-    store.commit(progress)
+    job.store.commit(progress)
     return progress
 
 
@@ -309,75 +310,54 @@ def _check_features(features: np.ndarray, frame_ids: list[str], dim: int) -> Non
         raise RuntimeError(f"non-finite features for frame {frame_ids[int(np.argmin(finite))]!r}")
 
 
-def _decoded_batches(
-    frames: list[tuple[str, Path]],
-    spans: list[tuple[int, int]],
-    model: ImageEncoder,
-    known_bad: dict[int, BadImage],
-    pool: ThreadPoolExecutor,
-) -> Iterator[_Batch]:
+def _decoded_batches(job: _Job, spans: list[tuple[int, int]]) -> Iterator[_Batch]:
     """Yield the batches in order, decoding batch k + 1 in the pool while k is encoded."""
     pending: tuple[tuple[int, int], list[Future[torch.Tensor | BadImage]]] | None = None
     try:
         for start, stop in spans:
-            futures = [
-                pool.submit(_decode, frames, i, model, known_bad) for i in range(start, stop)
-            ]
+            futures = [job.pool.submit(_decode, job, index) for index in range(start, stop)]
             if pending is not None:
-                yield _collect(frames, *pending)
+                yield _collect(job, *pending)
             pending = ((start, stop), futures)
         if pending is not None:
-            yield _collect(frames, *pending)
+            yield _collect(job, *pending)
     finally:  # interrupted: do not decode batches nobody will encode
         for future in pending[1] if pending is not None else []:
             future.cancel()
 
 
-def _decode(
-    frames: list[tuple[str, Path]], index: int, model: ImageEncoder, known_bad: dict[int, BadImage]
-) -> torch.Tensor | BadImage:
+def _decode(job: _Job, index: int) -> torch.Tensor | BadImage:
     """Input `index` as a (3, H, W) tensor, or the BadImage that says why it cannot be."""
-    if index in known_bad:
-        return known_bad[index]
-    frame_id, path = frames[index]
+    if index in job.known_bad:
+        return job.known_bad[index]
+    frame_id, path = job.frames[index]
     try:
         image = load_rgb(path)
     except Exception as error:  # Pillow raises many types for corrupt data (see images.py)
         return BadImage(frame_id, path, describe_failure(error))
-    return model.preprocess(image)
+    return job.encoder.preprocess(image)
 
 
-def _collect(
-    frames: list[tuple[str, Path]],
-    span: tuple[int, int],
-    futures: list[Future[torch.Tensor | BadImage]],
-) -> _Batch:
+def _collect(job: _Job, span: tuple[int, int], futures: list[Future[torch.Tensor | BadImage]]) -> _Batch:
     """Wait for one batch's decodes and stack the good ones into (n, 3, H, W)."""
     results = [future.result() for future in futures]
-    good = [
-        (i, r) for i, r in zip(range(*span), results, strict=True) if isinstance(r, torch.Tensor)
-    ]
+    good = [(i, r) for i, r in zip(range(*span), results, strict=True) if isinstance(r, torch.Tensor)]
     return _Batch(
         start=span[0],
         stop=span[1],
-        frame_ids=[frames[i][0] for i, _ in good],
+        frame_ids=[job.frames[i][0] for i, _ in good],
         pixels=torch.stack([tensor for _, tensor in good]) if good else None,
         bad=[r for r in results if isinstance(r, BadImage)],
     )
 
 
-def _skipped(
-    frames: list[tuple[str, Path]], progress: ExtractProgress
-) -> list[tuple[int, BadImage]]:
+def _skipped(frames: list[FrameImage], progress: ExtractProgress) -> list[tuple[int, BadImage]]:
     """The skipped inputs as (input index, BadImage), from the progress record."""
     index_of = {frame_id: index for index, (frame_id, _) in enumerate(frames)}
-    return [
-        (index_of[frame_id], BadImage(frame_id, Path(path), reason))
-        for frame_id, path, reason in progress.skipped
-    ]
+    return [(index_of[frame_id], BadImage(frame_id, Path(path), reason)) for frame_id, path, reason in progress.skipped]
 
 
-def _written_ids(frames: list[tuple[str, Path]], skipped: list[tuple[int, BadImage]]) -> list[str]:
+def _written_ids(frames: list[FrameImage], skipped: list[tuple[int, BadImage]]) -> list[str]:
     """The frame ids of the rows written, in row order: the inputs minus the skipped ones."""
     left_out = {index for index, _ in skipped}
     return [frame_id for index, (frame_id, _) in enumerate(frames) if index not in left_out]
@@ -396,11 +376,6 @@ def _deterministic_torch() -> Iterator[None]:
     finally:
         torch.use_deterministic_algorithms(was_deterministic, warn_only=was_warn_only)
         torch.backends.cudnn.benchmark = was_benchmark
-
-
-def _log_skipped(bad: list[BadImage]) -> None:
-    for image in bad:
-        logger.warning("skipped %s (frame %s): %s", image.path, image.frame_id, image.reason)
 
 
 def _log_summary(result: ExtractResult) -> None:

@@ -62,9 +62,7 @@ def describe_failure(error: BaseException) -> str:
     return f"{type(error).__name__}: {message[0]}" if message else type(error).__name__
 
 
-def center_crop_resize(
-    image: Image.Image, size: int, crop_fraction: float, resample: Image.Resampling
-) -> np.ndarray:
+def center_crop_resize(image: Image.Image, size: int, crop_fraction: float, resample: Image.Resampling) -> np.ndarray:
     """Crop the central square (`crop_fraction` of the short side) and resize it to `size`.
 
     Returns uint8 pixels of shape (size, size, 3). Crop and resize happen in one Pillow

@@ -39,9 +39,7 @@ def images_from_directory(directory: Path) -> list[FrameImage]:
     directory = Path(directory)
     if not directory.is_dir():
         raise DataError(directory, "not a directory")
-    files = sorted(
-        p for p in directory.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-    )
+    files = sorted(p for p in directory.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise DataError(directory, f"no image files ({', '.join(IMAGE_SUFFIXES)})")
     first_with_stem: dict[str, Path] = {}
@@ -100,9 +98,7 @@ def _text_column(table: pa.Table, name: str) -> list[str | None]:
     return table.column(name).cast(pa.string()).to_pylist()
 
 
-def _pairs(
-    table_path: Path, frame_ids: list[str | None], paths: list[str | None]
-) -> list[FrameImage]:
+def _pairs(table_path: Path, frame_ids: list[str | None], paths: list[str | None]) -> list[FrameImage]:
     base = table_path.parent
     seen: dict[str, tuple[str, int]] = {}  # frame_id -> (path text, first row)
     pairs: list[FrameImage] = []
@@ -115,9 +111,7 @@ def _pairs(
         if frame_id in seen:
             if seen[frame_id][0] != path:
                 first_path, first_row = seen[frame_id]
-                problem = (
-                    f"frame {frame_id!r} has path {path!r} but row {first_row} gives {first_path!r}"
-                )
+                problem = f"frame {frame_id!r} has path {path!r} but row {first_row} gives {first_path!r}"
                 raise DataError(table_path, problem, row=row)
             duplicates += 1
             continue

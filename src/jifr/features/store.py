@@ -36,9 +36,7 @@ class ExtractProgress:
     rows: int = 0  # feature rows written
     skipped: tuple[tuple[str, str, str], ...] = ()  # (frame_id, path, reason)
 
-    def advanced(
-        self, next_input: int, new_rows: int, skipped: list[tuple[str, str, str]]
-    ) -> ExtractProgress:
+    def advanced(self, next_input: int, new_rows: int, skipped: list[tuple[str, str, str]]) -> ExtractProgress:
         """The progress after one more batch."""
         return replace(
             self,
@@ -78,9 +76,7 @@ class FeatureStoreWriter:
         if not self._partial_matches((n_inputs, dim), dtype):
             logger.warning("%s is missing or has another shape; starting over", self.partial_path)
             return fresh
-        logger.info(
-            "resuming %s: %d of %d images already done", self.out_dir, saved.next_input, n_inputs
-        )
+        logger.info("resuming %s: %d of %d images already done", self.out_dir, saved.next_input, n_inputs)
         return saved
 
     def open_rows(self, progress: ExtractProgress, dim: int, dtype: np.dtype) -> None:
@@ -90,9 +86,7 @@ class FeatureStoreWriter:
             self._rows = np.lib.format.open_memmap(self.partial_path, mode="r+")
             return
         shape = (progress.n_inputs, dim)
-        self._rows = np.lib.format.open_memmap(
-            self.partial_path, mode="w+", dtype=dtype, shape=shape
-        )
+        self._rows = np.lib.format.open_memmap(self.partial_path, mode="w+", dtype=dtype, shape=shape)
         self.commit(progress)
 
     def write_rows(self, start: int, values: np.ndarray) -> None:
@@ -166,11 +160,7 @@ def _truncate_npy_rows(path: Path, n_rows: int) -> None:
     with open(path, "r+b") as file:
         version = np.lib.format.read_magic(file)
         preamble = file.tell() + (2 if version == (1, 0) else 4)  # + the header-length field
-        read_header = (
-            np.lib.format.read_array_header_1_0
-            if version == (1, 0)
-            else np.lib.format.read_array_header_2_0
-        )
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
         shape, fortran_order, dtype = read_header(file)
         data_offset = file.tell()
         if fortran_order or len(shape) != 2 or n_rows > shape[0]:
