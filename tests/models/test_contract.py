@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -63,7 +64,7 @@ def test_jifr_frame_scores_follow_eq_4(name: str, tiny: PreparedData) -> None:
     got = model.score_frames(users, items)
     for b in range(2):
         start, stop = tiny.frames.indptr[items[b]], tiny.frames.indptr[items[b] + 1]
-        c = torch.as_tensor(tiny.frames.features[start:stop], dtype=torch.float32)
+        c = torch.tensor(np.asarray(tiny.frames.features[start:stop], dtype=np.float32))
         expected = (c @ model.projection.weight.T) @ model.user_visual.weight[users[b]]
         assert torch.allclose(got[b, : stop - start], expected.detach(), atol=1e-5)
 
