@@ -1,4 +1,4 @@
-"""Torch access to item->frame CSR and frame features: gathers, padding and segment ops."""
+"""Torch access to item->frame CSR and frame features: gathers, padding and masks."""
 
 from __future__ import annotations
 
@@ -38,14 +38,6 @@ class FrameStore:
             block[order] = self.frames.features[index[order]]
             return torch.from_numpy(block)
         return torch.from_numpy(np.asarray(self.frames.features[index], dtype=np.float32))
-
-    def frames_of(self, items: Tensor) -> tuple[Tensor, Tensor]:
-        """Frame rows (F,) of ``items`` (n,) and the position in ``items`` each belongs to (F,)."""
-        counts = self.counts[items]
-        segment = torch.repeat_interleave(torch.arange(len(items)), counts)
-        starts = torch.repeat_interleave(self.indptr[items], counts)
-        offsets = torch.arange(len(segment)) - torch.repeat_interleave(torch.cumsum(counts, 0) - counts, counts)
-        return starts + offsets, segment
 
     def padded_frames(self, items: Tensor) -> tuple[Tensor, Tensor]:
         """(B, F_max) frame rows of ``items`` (B,) and the (B, F_max) mask of real frames."""
