@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,29 +72,29 @@ def _read_item_frames(directory: Path) -> Table:
     return table
 
 
-def _check_frames_have_features(item_frames: Table, features: FrameFeatures) -> None:
-    i = _first_not_in(item_frames["frame_id"], features.frame_ids)
+def _require_known(table: Table, column: str, known: np.ndarray, problem: Callable[[str], str]) -> None:
+    """Raise for the first row whose ``column`` value is not in ``known``; ``problem`` describes the value."""
+    i = _first_not_in(table[column], known)
     if i is not None:
-        frame = item_frames["frame_id"][i]
-        raise DataError(
-            item_frames.path,
-            f"frame '{frame}' has no row in {features.path.name}",
-            row=item_frames.file_row(i),
-        )
+        raise DataError(table.path, problem(str(table[column][i])), row=table.file_row(i))
+
+
+def _check_frames_have_features(item_frames: Table, features: FrameFeatures) -> None:
+    _require_known(
+        item_frames, "frame_id", features.frame_ids, lambda f: f"frame '{f}' has no row in {features.path.name}"
+    )
     unused = int((~np.isin(features.frame_ids, item_frames["frame_id"])).sum())
     if unused:
         log.warning("%s: %d feature row(s) belong to no item and are ignored", features.path.name, unused)
 
 
 def _check_items_have_frames(interactions: Table, item_frames: Table) -> None:
-    i = _first_not_in(interactions["item_id"], item_frames["item_id"])
-    if i is not None:
-        item = interactions["item_id"][i]
-        raise DataError(
-            interactions.path,
-            f"item '{item}' has no frames in {item_frames.path.name}",
-            row=interactions.file_row(i),
-        )
+    _require_known(
+        interactions,
+        "item_id",
+        item_frames["item_id"],
+        lambda i: f"item '{i}' has no frames in {item_frames.path.name}",
+    )
 
 
 def _read_frame_likes(directory: Path, interactions: Table, item_frames: Table) -> Table | None:
@@ -102,14 +103,9 @@ def _read_frame_likes(directory: Path, interactions: Table, item_frames: Table) 
         return None
     columns = ["user_id", "item_id", "frame_id"]
     likes = drop_duplicates(read_table(path, columns), columns, "frame-like")
-    for column, known, what in (
-        ("user_id", interactions["user_id"], "user"),
-        ("item_id", item_frames["item_id"], "item"),
-        ("frame_id", item_frames["frame_id"], "frame"),
-    ):
-        i = _first_not_in(likes[column], known)
-        if i is not None:
-            raise DataError(path, f"unknown {what} '{likes[column][i]}'", row=likes.file_row(i))
+    _require_known(likes, "user_id", interactions["user_id"], lambda v: f"unknown user '{v}'")
+    _require_known(likes, "item_id", item_frames["item_id"], lambda v: f"unknown item '{v}'")
+    _require_known(likes, "frame_id", item_frames["frame_id"], lambda v: f"unknown frame '{v}'")
     order = np.argsort(item_frames["frame_id"])
     where = np.searchsorted(item_frames["frame_id"][order], likes["frame_id"])
     wrong = item_frames["item_id"][order][where] != likes["item_id"]
