@@ -72,6 +72,19 @@ def test_bad_settings_are_rejected(tiny_dir: Path, tmp_path: Path) -> None:
 
 
 def test_every_command_has_help() -> None:
-    for command in ("generate", "prepare", "train", "evaluate", "recommend", "models", "demo", "datasets", "features"):
+    commands = ("generate", "prepare", "train", "evaluate", "recommend", "models", "compare", "demo", "datasets")
+    for command in (*commands, "features"):
         code, out = invoke(command, "--help")
         assert code == 0 and "Usage" in out, command
+
+
+def test_compare_prints_the_summary_and_rejects_bad_settings(tiny_dir: Path, tmp_path: Path) -> None:
+    args = ("compare", tiny_dir, "--out", tmp_path / "cmp", "--seeds", "0,1", "--epochs", "1", "--repeats", "1")
+    code, out = invoke(*args, "--models", "content_cosine,bpr")
+    assert code == 0, out
+    assert "mean ± sample std over seeds 0, 1" in out and "| bpr |" in out and "frame popularity (reference" in out
+    assert (tmp_path / "cmp" / "summary.md").exists() and (tmp_path / "cmp" / "seed-1" / "bpr.csv").exists()
+    code, out = invoke(*args, "--models", "bpr", "--set", "l2_projection=0.1")
+    assert code == 2 and "apply to none of bpr" in out and "Traceback" not in out
+    code, out = invoke(*args, "--models", "bpr,jifr3")
+    assert code == 2 and "unknown model(s) jifr3" in out

@@ -209,6 +209,48 @@ def recommend(
 
 @app.command()
 @reports_errors
+def compare(
+    source: Annotated[Path, typer.Argument(help="Dataset directory in the documented format (docs/format.md).")],
+    out: Annotated[Path, typer.Option(help="Directory for every run's results and the summary.")],
+    models: Annotated[
+        str, typer.Option(help="Comma-separated model names.")
+    ] = "bpr,vbpr,jifr_na,jifr_content_att,jifr_rating_att,jifr",
+    seeds: Annotated[str, typer.Option(help="Comma-separated seeds (split, initialisation, sampling).")] = "0,1,2",
+    setting: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="KEY=VALUE for every model that has KEY, or MODEL.KEY=VALUE for one; repeatable."),
+    ] = None,
+    epochs: Annotated[int, typer.Option(help="Maximum epochs.")] = 40,
+    batch_size: Annotated[int, typer.Option(help="Positives per step.")] = 1024,
+    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 5e-3,
+    patience: Annotated[int, typer.Option(help="Validations without improvement before stopping.")] = 5,
+    repeats: Annotated[int, typer.Option(help="Repeats of the sampled item protocol.")] = 10,
+    references: Annotated[
+        bool, typer.Option(help="Add RND's analytic value and the frame-popularity reference (key frames).")
+    ] = True,
+    part: Annotated[str, typer.Option(help="Evaluate on test, or on valid while choosing settings.")] = "test",
+) -> None:
+    """Train and evaluate models at several seeds (each re-splits the data); prints mean ± std
+    tables and paired differences, and writes OUT/summary.{md,json}. Finished runs are reused."""
+    from jifr.compare import CompareConfig, format_summary, run_comparison, summarise
+    from jifr.train import TrainConfig
+
+    config = CompareConfig(
+        models=tuple(m.strip() for m in models.split(",") if m.strip()),
+        seeds=tuple(int(s) for s in seeds.split(",") if s.strip()),
+        train=TrainConfig(epochs=epochs, batch_size=batch_size, learning_rate=lr, patience=patience),
+        settings=parse_settings(setting or []),
+        repeats=repeats,
+        references=references,
+        part=part,
+    )
+    records = run_comparison(source, out, config)
+    typer.echo(format_summary(summarise(records, config)))
+    typer.echo(f"wrote {out / 'summary.md'} and {out / 'summary.json'}")
+
+
+@app.command()
+@reports_errors
 def demo(
     work_dir: Annotated[Path, typer.Option(help="Where datasets, features, checkpoints and results go.")] = Path(
         "runs/main"

@@ -8,6 +8,7 @@ from typing import Any
 
 from jifr.models.base import ModelInputs, Recommender, bpr_loss, config_from_dict
 from jifr.models.bpr import BPR, BPRConfig
+from jifr.models.content import ContentCosine, ContentCosineConfig
 from jifr.models.jifr import JIFR, JIFRConfig
 from jifr.models.popularity import NoConfig, Popularity, RandomFrames
 from jifr.models.vbpr import VBPR, VBPRConfig
@@ -24,6 +25,12 @@ class ModelSpec:
 MODELS: dict[str, ModelSpec] = {
     "pop": ModelSpec(Popularity, NoConfig, summary="item popularity (a floor for items)"),
     "rnd": ModelSpec(RandomFrames, NoConfig, summary="random frame order (a floor for key frames)"),
+    "content_cosine": ModelSpec(
+        ContentCosine, ContentCosineConfig, summary="cosine of user's mean training frame feature and each frame"
+    ),
+    "content_cosine_centered": ModelSpec(
+        ContentCosine, ContentCosineConfig, {"center": True}, "content_cosine after subtracting the mean frame feature"
+    ),
     "bpr": ModelSpec(BPR, BPRConfig, summary="BPR matrix factorisation"),
     "vbpr": ModelSpec(VBPR, VBPRConfig, summary="VBPR with bias terms, item feature = mean of frames"),
     "jifr": ModelSpec(JIFR, JIFRConfig, summary="JIFR: content attention + rating attention"),
