@@ -1,0 +1,36 @@
+"""The main job: the synthetic fallback runs end to end and says so; a named mirror must exist."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from jifr.datasets.mirror import MirrorNotFoundError
+from jifr.main_job import MainJobConfig, format_main_job, run_main_job
+from jifr.train import TrainConfig
+
+QUICK = TrainConfig(epochs=2, batch_size=1024)
+
+
+def test_without_a_mirror_it_falls_back_to_synthetic_data_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("JIFR_MIRROR", raising=False)
+    monkeypatch.setattr("jifr.datasets.mirror.default_locations", lambda: [tmp_path / "nowhere"])
+    outcome = run_main_job(MainJobConfig(work_dir=tmp_path / "main", train=QUICK, repeats=1))
+    text = format_main_job(outcome)
+    assert "synthetic" in outcome["dataset"] and "no MovieLens mirror found" in text
+    for name in ("pop", "rnd", "content_cosine_centered", "bpr", "vbpr", "jifr_na", "jifr", "frame_pop"):
+        assert name in outcome["results"], name
+    assert "RND (analytic expectation)" in text and "key frame:" in text
+    assert (tmp_path / "main" / "results" / "jifr.json").exists()
+
+
+def test_a_named_mirror_that_does_not_exist_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("JIFR_MIRROR", raising=False)
+    with pytest.raises(MirrorNotFoundError, match="mirror not found"):
+        run_main_job(MainJobConfig(work_dir=tmp_path / "main", mirror=tmp_path / "missing", train=QUICK))
+    monkeypatch.setenv("JIFR_MIRROR", str(tmp_path / "missing"))
+    with pytest.raises(MirrorNotFoundError):
+        run_main_job(MainJobConfig(work_dir=tmp_path / "main", train=QUICK))
