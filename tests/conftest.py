@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 
 from jifr.data.prepare import PrepareConfig, prepare_dataset
 from jifr.data.prepared import PreparedData
+from jifr.datasets.mirror import MirrorNotFoundError, find_mirror
 from jifr.datasets.synthetic import write_synthetic
 
 
@@ -43,3 +45,15 @@ def handmade_dir(tmp_path: Path) -> Path:
     write_features(d, [f"f{i}{k}" for i in range(3) for k in range(2)], np.arange(24, dtype=np.float32).reshape(6, 4))
     write_csv(d / "frame_likes.csv", "user_id,item_id,frame_id", ["u0,i1,f10", "u2,i2,f21"])
     return d
+
+
+@pytest.fixture(scope="session")
+def mirror() -> Path:
+    """The real ``ml-100k-posters`` mirror, resolved as the library does. Tests that use it skip
+    with a reason when it is absent, and fail instead when JIFR_REQUIRE_MIRROR=1 (as in CI)."""
+    try:
+        return find_mirror()
+    except MirrorNotFoundError as error:
+        if os.environ.get("JIFR_REQUIRE_MIRROR") == "1":
+            pytest.fail(f"JIFR_REQUIRE_MIRROR=1 but {error}")
+        pytest.skip(f"MovieLens mirror absent: {error}")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import zipfile
 from collections import defaultdict
 from pathlib import Path
@@ -45,17 +44,6 @@ N_POSTERS = 1_663
 
 
 # ---------------------------------------------------------------- fixtures
-
-
-@pytest.fixture(scope="module")
-def mirror() -> Path:
-    """The ``ml-100k-posters`` directory, resolved as the library does."""
-    try:
-        return find_mirror()
-    except MirrorNotFoundError as error:
-        if os.environ.get("JIFR_REQUIRE_MIRROR") == "1":
-            pytest.fail(f"JIFR_REQUIRE_MIRROR=1 but {error}")
-        pytest.skip(f"MovieLens mirror absent: {error}")
 
 
 @pytest.fixture(scope="module")
