@@ -21,7 +21,17 @@ def test_without_a_mirror_it_falls_back_to_synthetic_data_and_says_so(
     outcome = run_main_job(MainJobConfig(work_dir=tmp_path / "main", train=QUICK, repeats=1))
     text = format_main_job(outcome)
     assert "synthetic" in outcome["dataset"] and "no MovieLens mirror found" in text
-    for name in ("pop", "rnd", "content_cosine_centered", "bpr", "vbpr", "jifr_na", "jifr", "frame_pop"):
+    for name in (
+        "pop",
+        "rnd",
+        "content_cosine_centered",
+        "bpr",
+        "vbpr",
+        "jifr_na",
+        "jifr",
+        "jifr@mean_user",
+        "frame_pop",
+    ):
         assert name in outcome["results"], name
     assert "RND (analytic expectation)" in text and "key frame:" in text
     assert (tmp_path / "main" / "results" / "jifr.json").exists()
