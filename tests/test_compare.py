@@ -65,7 +65,7 @@ def test_comparison_writes_every_run_and_resumes(
     tiny_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     config = CompareConfig(models=("content_cosine", "bpr", "jifr"), seeds=(0, 1), train=QUICK, repeats=2)
-    records = run_comparison(tiny_dir, tmp_path / "cmp", config)
+    records = run_comparison(tiny_dir, tmp_path / "cmp", config, show_progress=False)
     names = {(r.model, r.seed) for r in records}
     rows = ("content_cosine", "bpr", "jifr", "jifr@mean_user", "rnd_analytic", "frame_pop")
     assert names == {(m, s) for m in rows for s in (0, 1)}
@@ -82,7 +82,7 @@ def test_comparison_writes_every_run_and_resumes(
         raise AssertionError("a finished run was trained again")
 
     monkeypatch.setattr(compare, "fit", must_not_train)
-    again = run_comparison(tiny_dir, tmp_path / "cmp", config)
+    again = run_comparison(tiny_dir, tmp_path / "cmp", config, show_progress=False)
     assert [r.metrics for r in again] == [r.metrics for r in records]
     with pytest.raises(AssertionError, match="trained again"):  # another setting is another run
         run_comparison(tiny_dir, tmp_path / "cmp", CompareConfig(**{**config.__dict__, "settings": {"l2": 0.01}}))

@@ -131,7 +131,9 @@ class RunRecord:
     best_epoch: int = 0
 
 
-def run_comparison(source: str | Path, out: str | Path, config: CompareConfig) -> list[RunRecord]:
+def run_comparison(
+    source: str | Path, out: str | Path, config: CompareConfig, show_progress: bool = True
+) -> list[RunRecord]:
     """Train and evaluate ``config.models`` at every seed on dataset ``source``; results go to ``out``."""
     out = Path(out)
     records: list[RunRecord] = []
@@ -139,7 +141,7 @@ def run_comparison(source: str | Path, out: str | Path, config: CompareConfig) -
         seed_dir = out / f"seed-{seed}"
         data = prepare_dataset(source, seed_dir / "prepared", config._prepare_for(seed))
         for name in config.models:
-            records.extend(_split_mean_user(_run_once(name, seed, data, config, seed_dir)))
+            records.extend(_split_mean_user(_run_once(name, seed, data, config, seed_dir, show_progress)))
         if config.references and len(data.likes):
             records.extend(_references(seed, data, config.part))
     summary = summarise(records, config)
@@ -148,7 +150,9 @@ def run_comparison(source: str | Path, out: str | Path, config: CompareConfig) -
     return records
 
 
-def _run_once(name: str, seed: int, data: PreparedData, config: CompareConfig, seed_dir: Path) -> RunRecord:
+def _run_once(
+    name: str, seed: int, data: PreparedData, config: CompareConfig, seed_dir: Path, show_progress: bool
+) -> RunRecord:
     wanted = config.run_config(name, seed)
     spec = MODELS[name].model
     mean_user = bool(config.references and len(data.likes) and getattr(spec, "ranks_frames", False))
@@ -159,7 +163,7 @@ def _run_once(name: str, seed: int, data: PreparedData, config: CompareConfig, s
         return done
     model = build_model(name, ModelInputs.from_data(data), config.settings_of(name), seed=seed)
     train_config = dataclasses.replace(config.train, seed=seed)
-    history = fit(model, data, train_config, show_progress=True)
+    history = fit(model, data, train_config, show_progress=show_progress)
     save_checkpoint(seed_dir / "checkpoints" / name, model, data, train_config, history, seed=seed)
     started = time.perf_counter()
     results = evaluate_model(
