@@ -110,12 +110,13 @@ class CompareConfig:
             "model": name,
             "model_config": dataclasses.asdict(model_config(name, self.settings_of(name))),
             "train": dataclasses.asdict(dataclasses.replace(self.train, seed=seed)),
-            "prepare": dataclasses.asdict(self._prepare_for(seed)),
+            "prepare": dataclasses.asdict(self.prepare_for(seed)),
             "item_paper": {"repeats": self.repeats, "n_negatives": self.sampled_negatives},
             "part": self.part,
         }
 
-    def _prepare_for(self, seed: int) -> PrepareConfig:
+    def prepare_for(self, seed: int) -> PrepareConfig:
+        """Preparation for ``seed``: the same filtering, the split drawn with that seed."""
         return dataclasses.replace(self.prepare, split=dataclasses.replace(self.prepare.split, seed=seed))
 
 
@@ -139,7 +140,7 @@ def run_comparison(
     records: list[RunRecord] = []
     for seed in config.seeds:
         seed_dir = out / f"seed-{seed}"
-        data = prepare_dataset(source, seed_dir / "prepared", config._prepare_for(seed))
+        data = prepare_dataset(source, seed_dir / "prepared", config.prepare_for(seed))
         for name in config.models:
             records.extend(_split_mean_user(_run_once(name, seed, data, config, seed_dir, show_progress)))
         if config.references and len(data.likes):
