@@ -73,6 +73,9 @@ def test_comparison_writes_every_run_and_resumes(
     saved = json.loads((tmp_path / "cmp" / "seed-1" / "jifr.json").read_text())
     assert saved["seed"] == 1 and saved["config"]["prepare"]["split"]["seed"] == 1 and saved["train_seconds"] > 0
     summary = json.loads((tmp_path / "cmp" / "summary.json").read_text())
+    run_files = {s: json.loads((tmp_path / "cmp" / f"seed-{s}" / "jifr.json").read_text()) for s in (0, 1)}
+    assert summary["data_fingerprints"] == {str(s): run["data_fingerprint"] for s, run in run_files.items()}
+    assert summary["jifr_version"] and summary["python"]
     values = [json.loads((tmp_path / "cmp" / f"seed-{s}" / "bpr.json").read_text()) for s in (0, 1)]
     ndcg = [v["results"]["item_full"]["metrics"]["NDCG@10"] for v in values]
     assert summary["models"]["bpr"]["item_full"]["NDCG@10"]["mean"] == pytest.approx(np.mean(ndcg))

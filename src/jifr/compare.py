@@ -28,7 +28,6 @@ from jifr.data.prepared import PreparedData
 from jifr.evaluate import ProtocolResult, random_keyframe_expectation
 from jifr.experiment import evaluate_model
 from jifr.models import MODELS, ModelInputs, build_model, model_config
-from jifr.models.base import Recommender
 from jifr.models.diagnostic import MeanUserFrames
 from jifr.models.reference import FrameLikePopularity
 from jifr.results import provenance, write_results
@@ -130,6 +129,7 @@ class RunRecord:
     train_seconds: float = 0.0
     eval_seconds: float = 0.0
     best_epoch: int = 0
+    data_fingerprint: str = ""  # of the split this seed's runs share
 
 
 def run_comparison(
@@ -155,9 +155,7 @@ def _run_once(
     name: str, seed: int, data: PreparedData, config: CompareConfig, seed_dir: Path, show_progress: bool
 ) -> RunRecord:
     wanted = config.run_config(name, seed)
-    spec = MODELS[name].model
-    mean_user = bool(config.references and len(data.likes) and getattr(spec, "ranks_frames", False))
-    mean_user = mean_user and getattr(spec, "trainable", True)
+    mean_user = _wants_mean_user(name, data, config)
     done = _finished_run(seed_dir / f"{name}.json", wanted, data.fingerprint, mean_user)
     if done is not None:
         log.info("%s seed %d: reusing %s", name, seed, seed_dir / f"{name}.json")
@@ -173,7 +171,7 @@ def _run_once(
     if mean_user:
         (averaged,) = evaluate_model(MeanUserFrames(model, data, seed=seed), data, ["keyframe"], part=config.part)
         results.append(dataclasses.replace(averaged, protocol=MEAN_USER_PROTOCOL))
-    record = _record(name, seed, results, history, time.perf_counter() - started)
+    record = _record(name, seed, results, history, time.perf_counter() - started, data.fingerprint)
     timing = {"train_seconds": record.train_seconds, "eval_seconds": record.eval_seconds}
     context = {"model": name} | provenance(data.fingerprint, wanted, seed) | timing
     write_results(seed_dir / name, results, context | {"history": history.as_dict()})
@@ -181,17 +179,27 @@ def _run_once(
     return record
 
 
+def _wants_mean_user(name: str, data: PreparedData, config: CompareConfig) -> bool:
+    """Whether a run also reports its mean-user key frames: trained frame rankers, data with likes."""
+    model_class = MODELS[name].model
+    learns_frames = getattr(model_class, "ranks_frames", False) and getattr(model_class, "trainable", True)
+    return bool(config.references and len(data.likes) and learns_frames)
+
+
 def _split_mean_user(record: RunRecord) -> list[RunRecord]:
     """The mean-user key-frame result of a run, as a row of its own (``model@mean_user``)."""
     averaged = record.metrics.pop(MEAN_USER_PROTOCOL, None)
     if averaged is None:
         return [record]
-    return [record, RunRecord(f"{record.model}{MEAN_USER}", record.seed, {"keyframe": averaged})]
+    row = RunRecord(f"{record.model}{MEAN_USER}", record.seed, {"keyframe": averaged})
+    return [record, dataclasses.replace(row, data_fingerprint=record.data_fingerprint)]
 
 
-def _record(name: str, seed: int, results: list[ProtocolResult], history: History, eval_seconds: float) -> RunRecord:
+def _record(
+    name: str, seed: int, results: list[ProtocolResult], history: History, eval_seconds: float, fingerprint: str
+) -> RunRecord:
     metrics = {r.protocol: dict(r.metrics) for r in results}
-    return RunRecord(name, seed, metrics, history.seconds, eval_seconds, history.best_epoch)
+    return RunRecord(name, seed, metrics, history.seconds, eval_seconds, history.best_epoch, fingerprint)
 
 
 def _finished_run(path: Path, wanted: dict[str, Any], fingerprint: str, mean_user: bool) -> RunRecord | None:
@@ -204,17 +212,18 @@ def _finished_run(path: Path, wanted: dict[str, Any], fingerprint: str, mean_use
         return None
     metrics = {p: r["metrics"] for p, r in saved["results"].items()}
     best_epoch = saved.get("history", {}).get("best_epoch", 0)
-    return RunRecord(wanted["model"], saved["seed"], metrics, saved["train_seconds"], saved["eval_seconds"], best_epoch)
+    times = saved["train_seconds"], saved["eval_seconds"]
+    return RunRecord(wanted["model"], saved["seed"], metrics, *times, best_epoch, fingerprint)
 
 
 def _references(seed: int, data: PreparedData, part: str) -> list[RunRecord]:
-    reference: Recommender = FrameLikePopularity(data)
     started = time.perf_counter()
-    (frame_pop,) = evaluate_model(reference, data, ["keyframe"], part=part)
+    (frame_pop,) = evaluate_model(FrameLikePopularity(data), data, ["keyframe"], part=part)
     seconds = time.perf_counter() - started
+    rnd = {"keyframe": random_keyframe_expectation(data, part)}
     return [
-        RunRecord(RND_ANALYTIC, seed, {"keyframe": random_keyframe_expectation(data, part)}),
-        RunRecord(FRAME_POP, seed, {"keyframe": dict(frame_pop.metrics)}, eval_seconds=seconds),
+        RunRecord(RND_ANALYTIC, seed, rnd, data_fingerprint=data.fingerprint),
+        RunRecord(FRAME_POP, seed, {"keyframe": dict(frame_pop.metrics)}, 0.0, seconds, 0, data.fingerprint),
     ]
 
 
@@ -227,8 +236,10 @@ def summarise(records: Sequence[RunRecord], config: CompareConfig) -> dict[str, 
     personal = [(name, f"{name}{MEAN_USER}") for name in rows if f"{name}{MEAN_USER}" in rows]
     chosen = [(a, b) for a, b in (*PAIRS, *personal) if a in rows and b in rows]
     pairs = [_paired(by_model[a], by_model[b], rows[a], rows[b]) for a, b in chosen]
+    fingerprints = {str(r.seed): r.data_fingerprint for r in records if r.data_fingerprint}
     return {
         "seeds": list(config.seeds),
+        "data_fingerprints": fingerprints,  # per seed (each seed has its own split)
         "config": {
             "train": dataclasses.asdict(config.train),
             "prepare": dataclasses.asdict(config.prepare),
@@ -239,7 +250,9 @@ def summarise(records: Sequence[RunRecord], config: CompareConfig) -> dict[str, 
         "std": "sample standard deviation over seeds (ddof=1)",
         "models": rows,
         "pairs": [p for p in pairs if p["metrics"]],
-    } | {k: v for k, v in provenance("", {}, config.seeds[0]).items() if k.endswith("version") or k == "written_at"}
+    } | {
+        k: v for k, v in provenance("", {}, config.seeds[0]).items() if k not in ("data_fingerprint", "seed", "config")
+    }
 
 
 def _aggregate(runs: Sequence[RunRecord]) -> dict[str, Any]:
