@@ -12,8 +12,12 @@ The handmade directory (tests/conftest.py) has, in file order:
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
+import random
+import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +28,7 @@ import pytest
 from conftest import write_csv, write_features
 from safetensors.numpy import save_file
 
+from jifr.data import file_checks
 from jifr.data.prepare import PrepareConfig, prepare_dataset
 from jifr.data.raw import load_raw_dataset
 from jifr.errors import DataError
@@ -346,6 +351,221 @@ def test_two_feature_stores(handmade_dir: Path) -> None:
     write_safetensors(handmade_dir, FRAMES, handmade_features())
     error = load_error(handmade_dir)
     assert_names(error, str(handmade_dir), None, "several feature stores")
+
+
+# --- malformed files ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "row", "bad"),
+    [
+        ("interactions.csv", 5, 'u1,"i1,11'),  # pyarrow saw a row with too few fields
+        ("interactions.csv", 5, 'u1,i1,"11'),  # the rest of the file became one timestamp
+        ("item_frames.csv", 6, 'i2,"f21'),
+        ("interactions.tsv", 3, 'u0\t"i0\t0'),
+    ],
+    ids=["mid-row", "last-field", "last-row", "tsv"],
+)
+def test_unbalanced_quote(handmade_dir: Path, name: str, row: int, bad: str) -> None:
+    stem, suffix = name.split(".")
+    rows = lines(handmade_dir / f"{stem}.csv")
+    (handmade_dir / f"{stem}.csv").unlink()
+    rows[row - 1] = bad
+    sep = "\t" if suffix == "tsv" else ","
+    rows = [r.replace(",", sep) for r in rows]
+    write_csv(handmade_dir / name, HEADERS[stem].replace(",", sep), rows)
+    assert_names(load_error(handmade_dir), name, row, "a quoted value starts here and runs past the end of its line")
+
+
+def test_unbalanced_quote_costs_no_memory_per_row(handmade_dir: Path) -> None:
+    """Regression: the rest of the file became one field and the column was copied into a NumPy
+    array of rows x that field's length (about 16 GiB for a real file; about 200 MB here)."""
+    rows = [f"i{k},f{k}" for k in range(4000)]
+    rows[2000] = 'i2000,"f2000'
+    write_csv(handmade_dir / "item_frames.csv", HEADERS["item_frames"], rows)
+    tracemalloc.start()
+    try:
+        error = load_error(handmade_dir)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert_names(error, "item_frames.csv", 2001, "unbalanced quote")
+    assert peak < 32 * 2**20, peak
+
+
+def test_stray_quotes_swallowing_rows(handmade_dir: Path) -> None:
+    """Two stray quotes swallow the rows between them into one id: named where it starts."""
+    path = handmade_dir / "item_frames.csv"
+    rows = lines(path)
+    rows[1], rows[4] = 'i0,"f01', 'i2,f2"0'
+    write_csv(path, HEADERS["item_frames"], rows)
+    assert_names(load_error(handmade_dir), "item_frames.csv", 2, "runs past the end of its line (an unbalanced quote?)")
+
+
+@pytest.mark.parametrize(
+    ("stem", "extra", "row", "bad", "phrase"),
+    [
+        ("interactions", "", 6, "u" * 1025 + ",i2,12", "column 'user_id' has 1,025 characters (at most 1,024)"),
+        ("item_frames", ",title", 4, "i1,f11," + "t" * 8193, "column 'title' has 8,193 characters (at most 8,192)"),
+    ],
+    ids=["user-id", "title"],
+)
+def test_over_long_value(handmade_dir: Path, stem: str, extra: str, row: int, bad: str, phrase: str) -> None:
+    path = handmade_dir / f"{stem}.csv"
+    rows = [line + extra.replace(",", ",x") for line in lines(path)]
+    rows[row - 1] = bad
+    write_csv(path, HEADERS[stem] + extra, rows)
+    assert_names(load_error(handmade_dir), f"{stem}.csv", row, phrase)
+
+
+def test_over_long_frame_id_in_id_list(handmade_dir: Path) -> None:
+    write_features(handmade_dir, [*FRAMES[:3], "f" * 2000, *FRAMES[4:]], handmade_features())
+    assert_names(load_error(handmade_dir), "frame_features.ids.txt", 4, "frame id of 2,000 characters")
+
+
+@pytest.mark.parametrize(
+    ("content", "row", "phrase"),
+    [
+        (np.random.default_rng(0).bytes(2048), None, "not a UTF-8 text table: byte 0x82 in the header"),
+        (gzip.compress(b"user_id,item_id\nu0,i0\n"), None, "is gzip-compressed data, not a UTF-8 text table"),
+        (b"\x89PNG\r\n\x1a\n" + bytes(64), None, "is a PNG image"),
+        ("user_id,item_id\nu0,i0\nu1,i1\nu2,i2\nJos\xe9,i0\n".encode("latin-1"), 4, "byte 0xE9 is not valid UTF-8"),
+        (b"user_id,item_id\nu0,i0\nu1,i\x001\n", 2, "a NUL byte (binary content)"),
+        (b"user_id,item_id\nu0,i0\nu1,i\xc3", 2, "byte 0xC3 is not valid UTF-8"),
+    ],
+    ids=["random-bytes", "gzip", "png", "latin-1", "nul-byte", "cut-character"],
+)
+def test_not_utf8_text(handmade_dir: Path, content: bytes, row: int | None, phrase: str) -> None:
+    """Regression: binary files were reported as empty, and undecodable bytes named no file."""
+    (handmade_dir / "interactions.csv").write_bytes(content)
+    assert_names(load_error(handmade_dir), "interactions.csv", row, phrase)
+
+
+@pytest.mark.parametrize("chunk_bytes", [1, 2, 3, 5])
+def test_encoding_checked_across_read_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk_bytes: int) -> None:
+    """Characters and rows cut by the chunked reads are still decoded and counted correctly."""
+    monkeypatch.setattr(file_checks, "CHUNK_BYTES", chunk_bytes)
+    path = tmp_path / "t.csv"
+    path.write_text("user_id,item_id\nJ\u00f6rg,i0\n\u00e9\u00e9\u00e9,i1\nu2,\u20ac\U0001f600\n", encoding="utf-8")
+    file_checks.check_utf8_text(path)
+    path.write_bytes(path.read_bytes() + "\u00e9\u00e9,i\u00e9".encode() + b"\xff\n")
+    with pytest.raises(DataError) as info:
+        file_checks.check_utf8_text(path)
+    assert_names(info.value, "t.csv", 4, "byte 0xFF is not valid UTF-8")
+
+
+def reference_runaway_quote(text: str) -> int | None:
+    """The quoting rules, one character at a time: where the first quoted field that runs past
+    the end of its line (or the file) starts."""
+    line, start, state = 1, None, "field start"
+    for ch in text:
+        if state == "quoted" and ch == "\n":
+            return start
+        if state == "quoted":
+            state = "quote seen" if ch == '"' else "quoted"
+        elif state == "quote seen" and ch == '"':
+            state = "quoted"
+        elif ch in ",\n":
+            state, start = "field start", None
+        elif state == "field start" and ch == '"':
+            state, start = "quoted", line
+        else:
+            state, start = "unquoted", None
+        line += ch == "\n"
+    return start if state == "quoted" else None
+
+
+def test_quote_scanner_agrees_with_the_rules() -> None:
+    rng = random.Random(0)
+    for _ in range(2000):
+        text = "".join(rng.choice('a,"\n') for _ in range(rng.randrange(25)))
+        size = rng.randrange(1, 7)
+        data = text.encode()
+        chunks = [data[i : i + size] for i in range(0, len(data), size)]
+        assert file_checks.find_runaway_quote(chunks, ",") == reference_runaway_quote(text), (text, size)
+
+
+@pytest.mark.parametrize("chunk_bytes", [1, 2, 3, 4, 5, 7])
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        ('x,y\n"1","a "" b"\n2,"c"\n3,d"e\n', None),  # doubled quotes, quotes inside unquoted fields
+        ('x,y\n1,a\n2,"b ""c\n3,d\n', 3),
+        ('x,y\n1,""\n2,"""\n', 3),
+    ],
+)
+def test_quotes_followed_across_read_chunks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk_bytes: int, text: str, line: int | None
+) -> None:
+    monkeypatch.setattr(file_checks, "CHUNK_BYTES", chunk_bytes)
+    path = tmp_path / "t.csv"
+    path.write_text(text, encoding="utf-8")
+    assert file_checks.find_runaway_quote_in_file(path, ",") == line
+
+
+@pytest.mark.parametrize(
+    ("form", "name", "corrupt", "phrase"),
+    [
+        ("npy", "frame_features.npy", lambda b: b"", "the file is empty"),  # was "Aborted."
+        ("npy", "frame_features.npy", lambda b: b[:-8], "shorter than the header's shape and dtype say"),
+        ("npy", "frame_features.npy", lambda b: b[:10] + b"{'descr': <f4 (((" + b[27:], "the header is corrupt"),
+        ("npy", "frame_features.ids.txt", lambda b: b"", "the file is empty"),
+        ("safetensors", "frame_features.safetensors", lambda b: b"", "the file is empty"),
+        ("safetensors", "frame_features.safetensors", lambda b: b[:-10], "not a readable .safetensors file"),
+        ("parquet", "frame_features.parquet", lambda b: b"", "the file is empty"),
+        ("parquet", "frame_features.parquet", lambda b: b[: len(b) // 2], "not a readable Parquet file"),
+    ],
+    ids=[
+        "empty-npy",
+        "truncated-npy",
+        "corrupt-npy-header",
+        "empty-ids",
+        "empty-st",
+        "truncated-st",
+        "empty-pq",
+        "truncated-pq",
+    ],
+)
+def test_empty_or_truncated_feature_file(
+    handmade_dir: Path, form: str, name: str, corrupt: Callable[[bytes], bytes], phrase: str
+) -> None:
+    use_store(handmade_dir, form, FRAMES, handmade_features())
+    path = handmade_dir / name
+    path.write_bytes(corrupt(path.read_bytes()))
+    assert_names(load_error(handmade_dir), name, None, phrase)
+
+
+def test_binary_frame_id_list(handmade_dir: Path) -> None:
+    (handmade_dir / "frame_features.ids.txt").write_bytes(b"f00\nf01\n\x89PNG\x00\xff\n")
+    error = load_error(handmade_dir)
+    assert_names(error, "frame_features.ids.txt", 3, "not a UTF-8 text file of frame ids")
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["interactions.csv", "frame_likes.csv", "frame_features.npy", "frame_features.ids.txt", "frame_features.parquet"],
+)
+def test_directory_instead_of_file(handmade_dir: Path, name: str) -> None:
+    if name == "frame_features.parquet":
+        use_store(handmade_dir, "parquet", FRAMES, handmade_features())
+    (handmade_dir / name).unlink()
+    (handmade_dir / name).mkdir()
+    assert_names(load_error(handmade_dir), name, None, "is a directory, not a file")
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_column_named_twice(handmade_dir: Path, fmt: str) -> None:
+    path = handmade_dir / "interactions.csv"
+    if fmt == "csv":
+        write_csv(path, "user_id,item_id,item_id", ["u0,i0,i1"])
+        assert_names(load_error(handmade_dir), "interactions.csv", None, "column 'item_id' appears twice in the header")
+        return
+    path.unlink()
+    columns = [pa.array(["u0"]), pa.array(["i0"]), pa.array(["i1"])]
+    table = pa.Table.from_arrays(columns, names=["user_id", "item_id", "item_id"])
+    pq.write_table(table, handmade_dir / "interactions.parquet")
+    error = load_error(handmade_dir)
+    assert_names(error, "interactions.parquet", None, "column 'item_id' appears twice in the schema")
 
 
 # --- duplicates and filtering are reported, not errors -------------------------------------------

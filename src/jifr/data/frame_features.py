@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
+from jifr.data.file_checks import ID_MAX_CHARS, check_readable_file, check_utf8_text, path_exists
+from jifr.data.tables import read_parquet
 from jifr.errors import DataError
 
 NPY_NAME = "frame_features.npy"
@@ -35,7 +36,7 @@ class FrameFeatures:
 
 def find_feature_store(directory: Path) -> Path:
     """The feature file of a dataset directory; exactly one of the three forms must exist."""
-    found = [directory / n for n in (NPY_NAME, SAFETENSORS_NAME, PARQUET_NAME) if (directory / n).exists()]
+    found = [directory / n for n in (NPY_NAME, SAFETENSORS_NAME, PARQUET_NAME) if path_exists(directory / n)]
     if not found:
         raise DataError(
             directory, f"no frame features ({NPY_NAME} + {NPY_IDS_NAME}, {SAFETENSORS_NAME} or {PARQUET_NAME})"
@@ -47,12 +48,16 @@ def find_feature_store(directory: Path) -> Path:
 
 def read_frame_features(path: Path) -> FrameFeatures:
     """Open a feature store, memory-mapping ``.npy`` files; checks shape, dtype and the id count."""
+    if check_readable_file(path) == 0:
+        raise DataError(path, "the file is empty")
     readers = {".npy": _read_npy, ".safetensors": _read_safetensors, ".parquet": _read_parquet}
     frame_ids, values = readers[path.suffix](path)
     if values.ndim != 2:
         raise DataError(path, f"features must be a 2-d (frames, dim) array, got shape {values.shape}")
     if values.dtype not in FEATURE_DTYPES:
         raise DataError(path, f"features must be float16 or float32, got {values.dtype}")
+    if values.shape[1] == 0:
+        raise DataError(path, f"features have no values (shape {values.shape}); each row needs at least one")
     if len(frame_ids) != values.shape[0]:
         raise DataError(path, f"{values.shape[0]} feature rows but {len(frame_ids)} frame ids")
     _check_unique(path, frame_ids)
@@ -67,19 +72,47 @@ def _check_unique(path: Path, frame_ids: np.ndarray) -> None:
         raise DataError(path, f"frame id '{frame_ids[first[dup]]}' has several feature rows", row=int(rows[1]) + 1)
 
 
+def _checked_ids(path: Path, ids: list[str]) -> np.ndarray:
+    """``ids`` as a NumPy str array, once none is empty, over-long or broken over lines."""
+    for row, frame_id in enumerate(ids, start=1):
+        if not frame_id:
+            raise DataError(path, "empty frame id", row=row)
+        if len(frame_id) > ID_MAX_CHARS:
+            raise DataError(path, f"frame id of {len(frame_id):,} characters (at most {ID_MAX_CHARS:,})", row=row)
+        if "\n" in frame_id or "\r" in frame_id:
+            raise DataError(path, "line break inside a frame id", row=row)
+    return np.array(ids, dtype=str)
+
+
 def _read_npy(path: Path) -> tuple[np.ndarray, np.ndarray]:
     ids_path = path.with_name(NPY_IDS_NAME)
-    if not ids_path.exists():
+    if not path_exists(ids_path):
         raise DataError(path, f"the frame-id list {ids_path.name} is missing beside it")
+    values = _load_npy(path)
+    return read_frame_id_file(ids_path), values
+
+
+def _load_npy(path: Path) -> np.ndarray:
     try:
-        values = np.load(path, mmap_mode="r", allow_pickle=False)
-    except ValueError as exc:
-        raise DataError(path, f"not a readable .npy array: {exc}") from None
-    frame_ids = np.array(read_id_lines(ids_path), dtype=str)
-    if (np.char.str_len(frame_ids) == 0).any():
-        row = int(np.flatnonzero(np.char.str_len(frame_ids) == 0)[0]) + 1
-        raise DataError(ids_path, "empty frame id", row=row)
-    return frame_ids, values
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except Exception as exc:  # a corrupt header can fail inside NumPy's header parser
+        if "mmap length is greater than file size" in str(exc):
+            problem = "the data is shorter than the header's shape and dtype say (truncated?)"
+        elif isinstance(exc, EOFError):
+            problem = "the file ends early (truncated?)"
+        elif isinstance(exc, ValueError):
+            problem = str(exc).split("\n", 1)[0][:300]
+        else:
+            problem = f"the header is corrupt ({type(exc).__name__})"
+        raise DataError(path, f"not a readable .npy array: {problem}") from None
+
+
+def read_frame_id_file(path: Path) -> np.ndarray:
+    """The frame ids of a ``.npy`` store, one per line, each checked."""
+    if check_readable_file(path) == 0:
+        raise DataError(path, "the file is empty (one frame id per line is required)")
+    check_utf8_text(path, header_lines=0, what="a UTF-8 text file of frame ids")
+    return _checked_ids(path, read_id_lines(path))
 
 
 def read_id_lines(path: Path) -> list[str]:
@@ -101,7 +134,9 @@ def _read_safetensors(path: Path) -> tuple[np.ndarray, np.ndarray]:
             if "features" not in f.keys():  # noqa: SIM118 (safe_open has no __contains__)
                 raise DataError(path, "no tensor named 'features'")
             values = f.get_tensor("features")
-    except (SafetensorError, TypeError) as exc:  # TypeError: a dtype NumPy lacks (bfloat16)
+    except TypeError as exc:  # a dtype NumPy lacks (bfloat16)
+        raise DataError(path, f"features must be float16 or float32 ({exc})") from None
+    except (SafetensorError, OSError, ValueError) as exc:
         raise DataError(path, f"not a readable .safetensors file: {exc}") from None
     if "frame_ids" not in metadata:
         raise DataError(path, "no 'frame_ids' entry in the metadata (a JSON list of frame ids)")
@@ -112,23 +147,21 @@ def _read_safetensors(path: Path) -> tuple[np.ndarray, np.ndarray]:
     # A JSON string would otherwise be split into one-character ids.
     if not isinstance(ids, list) or not all(isinstance(x, str | int) for x in ids):
         raise DataError(path, "metadata 'frame_ids' must be a JSON list of frame ids (strings)")
-    return np.array([str(x) for x in ids], dtype=str), values
+    return _checked_ids(path, [str(x) for x in ids]), values
 
 
 def _read_parquet(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    table = pq.read_table(path)
+    table = read_parquet(path)
     for column in ("frame_id", "feature"):
         if column not in table.column_names:
             raise DataError(path, f"missing column '{column}'")
     if table.num_rows == 0:
         raise DataError(path, "the feature table has no rows")
-    # A null must not become the id 'None'.
-    ids_column = pc.cast(table.column("frame_id"), pa.string()).fill_null("")
-    frame_ids = np.asarray(ids_column.to_numpy(zero_copy_only=False)).astype(str)
-    if (np.char.str_len(frame_ids) == 0).any():
-        row = int(np.flatnonzero(np.char.str_len(frame_ids) == 0)[0]) + 1
-        raise DataError(path, "empty frame id", row=row)
+    frame_ids = _parquet_frame_ids(path, table.column("frame_id"))
     features = table.column("feature").combine_chunks()
+    kind = features.type
+    if not (pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind)):
+        raise DataError(path, f"column 'feature' must hold lists of numbers, got {kind}")
     if features.null_count:
         raise DataError(path, "missing feature", row=_first_null_row(features))
     lengths = np.asarray(pc.list_value_length(features).to_numpy(zero_copy_only=False))
@@ -140,6 +173,20 @@ def _read_parquet(path: Path) -> tuple[np.ndarray, np.ndarray]:
     if values.dtype == np.float64:
         values = values.astype(np.float32)
     return frame_ids, values
+
+
+def _parquet_frame_ids(path: Path, column: pa.ChunkedArray) -> np.ndarray:
+    try:
+        ids = pc.cast(column, pa.string())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        raise DataError(path, f"column 'frame_id' must hold text, got {column.type}") from None
+    lengths = pc.fill_null(pc.utf8_length(ids), 0)  # a null must not become the id 'None'
+    bad = pc.index(pc.or_(pc.equal(lengths, 0), pc.greater(lengths, ID_MAX_CHARS)), True).as_py()
+    if bad is not None and bad >= 0:
+        n = lengths[bad].as_py()
+        problem = "empty frame id" if n == 0 else f"frame id of {n:,} characters (at most {ID_MAX_CHARS:,})"
+        raise DataError(path, problem, row=bad + 1)
+    return _checked_ids(path, ids.to_pylist())
 
 
 def _first_null_row(column: pa.Array) -> int:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from jifr.data.file_checks import check_readable_directory
 from jifr.data.frame_features import FrameFeatures, find_feature_store, read_frame_features
 from jifr.data.tables import Table, drop_duplicates, find_table, read_table
 from jifr.errors import DataError
@@ -37,8 +38,7 @@ def _first_not_in(values: np.ndarray, known: np.ndarray) -> int | None:
 def load_raw_dataset(directory: str | Path) -> RawDataset:
     """Read every table of a dataset directory and check that they agree with each other."""
     directory = Path(directory)
-    if not directory.is_dir():
-        raise DataError(directory, "is not a directory")
+    check_readable_directory(directory)
     interactions = _read_interactions(directory)
     item_frames = _read_item_frames(directory)
     features = read_frame_features(find_feature_store(directory))
