@@ -102,3 +102,48 @@ def test_keyframe_hand_computed(tiny: PreparedData) -> None:
     worst = Oracle()
     worst.sign = -1.0
     assert evaluate_keyframes(worst, tiny).metrics["HR@1"] == 0
+
+
+class Diverged(Recommender):
+    """A model whose weights went NaN: every item and frame score is NaN (padding included)."""
+
+    name = "diverged"
+    ranks_frames = True
+    trainable = False
+
+    def __init__(self, data: PreparedData) -> None:
+        super().__init__()
+        self.n_items, self.max_frames = data.n_items, int(np.diff(data.frames.indptr).max())
+
+    def score_all(self, users: torch.Tensor) -> torch.Tensor:
+        return torch.full((len(users), self.n_items), float("nan"))
+
+    def score_frames(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        return torch.full((len(users), self.max_frames), float("nan"))
+
+
+def test_nan_scores_are_misses_in_every_protocol(tiny: PreparedData) -> None:
+    """A diverged model must score 0, not a perfect 1 (NaN compares False with everything)."""
+    model = Diverged(tiny)
+    results = [
+        evaluate_full(model, tiny),
+        evaluate_full(model, tiny, "valid", ks=(10,)),  # what early stopping reads
+        evaluate_sampled(model, tiny, n_negatives=50, repeats=2),
+        evaluate_keyframes(model, tiny),
+    ]
+    for result in results:
+        assert result.n_queries > 0
+        assert all(value == 0 for value in result.metrics.values()), (result.protocol, result.metrics)
+
+
+def test_sampled_std_is_the_sample_std_over_repeats(bpr: Recommender, tiny: PreparedData) -> None:
+    """Repeat r uses seed + r, so each repeat can be run alone and the spread checked by hand."""
+    together = evaluate_sampled(bpr, tiny, n_negatives=50, repeats=4, seed=3)
+    alone = [evaluate_sampled(bpr, tiny, n_negatives=50, repeats=1, seed=s) for s in (3, 4, 5, 6)]
+    for name in ("HR@10", "NDCG@5"):
+        values = [result.metrics[name] for result in alone]
+        assert together.std[name] == pytest.approx(float(np.std(values, ddof=1)), abs=1e-12)
+        assert together.metrics[name] == pytest.approx(float(np.mean(values)), abs=1e-12)
+    assert alone[0].std["HR@10"] == 0.0  # one repeat: no spread, not NaN
+    assert "ddof=1" in str(together.as_dict()["std_definition"])
+    assert together.as_dict()["std"] == together.std  # the description does not shadow the values

@@ -13,7 +13,7 @@ INF = float("-inf")
 def metrics(positive: list[list[float]], negative: list[list[float]], ks: tuple[int, ...]) -> dict[str, float]:
     pos, neg = torch.tensor(positive, dtype=torch.float32), torch.tensor(negative, dtype=torch.float32)
     positions = pessimistic_positions(pos, neg, max(ks))
-    n_pos = torch.isfinite(pos).sum(1)
+    n_pos = (~torch.isneginf(pos)).sum(1)  # -inf pads; every other score is a real positive
     return {k: float(v[0]) for k, v in hr_ndcg(positions, n_pos, ks).items()}
 
 
@@ -72,3 +72,34 @@ def test_matches_brute_force(pos: list[int], neg: list[int], k: int) -> None:
     hr, ndcg = brute_force(p, n, k)
     assert math.isclose(float(got[f"HR@{k}"][0]), hr, abs_tol=1e-9)
     assert math.isclose(float(got[f"NDCG@{k}"][0]), ndcg, abs_tol=1e-9)
+
+
+NAN, POS_INF = float("nan"), float("inf")
+
+
+def test_non_finite_positive_is_a_miss() -> None:
+    # Before: comparisons with NaN are False, so a NaN positive had no negative above it: a hit.
+    assert metrics([[NAN]], [[0.1, 0.2]], (1, 3)) == {"HR@1": 0, "NDCG@1": 0, "HR@3": 0, "NDCG@3": 0}
+    assert metrics([[POS_INF]], [[0.1, 0.2]], (3,))["HR@3"] == 0
+
+
+def test_nan_negative_ranks_above_every_positive() -> None:
+    m = metrics([[0.9, 0.8]], [[NAN, 0.1]], (1, 2, 3))
+    assert m["HR@1"] == 0 and m["HR@2"] == 0.5 and m["HR@3"] == 1
+
+
+def test_broken_positive_does_not_push_real_positives_down() -> None:
+    pos = torch.tensor([[NAN, 0.9]])
+    positions = pessimistic_positions(pos, torch.tensor([[0.1]]), 5)
+    got = hr_ndcg(positions, torch.tensor([2]), (1,))
+    assert float(got["HR@1"][0]) == 0.5  # the finite positive is first; the NaN one counts as a miss
+
+
+def test_all_nan_scores_give_zero() -> None:
+    m = metrics([[NAN, NAN]], [[NAN, NAN, INF]], (1, 5))
+    assert all(v == 0 for v in m.values()), m
+
+
+def test_negative_infinity_still_means_padding() -> None:
+    m = metrics([[0.5, INF]], [[INF, INF, 0.1]], (1,))
+    assert m["HR@1"] == 1

@@ -2,7 +2,7 @@
 
 - ``item_paper``: per user, candidates = the user's held-out positives + 1,000 items sampled
   uniformly without replacement from the items the user never interacted with (in any part of
-  the split); repeated with recorded seeds, reported as mean and std over repeats.
+  the split); repeated with recorded seeds, reported as mean and sample std (ddof=1) over repeats.
 - ``item_full``: candidates = every item except the user's training (and, when testing,
   validation) positives.
 - ``keyframe``: per held-out (user, item) pair with frame likes, the item's frames are ranked by
@@ -135,8 +135,16 @@ def evaluate_sampled(
             sums[r] += [float(values[name].sum()) for name in names]
     per_repeat = sums / max(len(users), 1)
     metrics = dict(zip(names, per_repeat.mean(0).tolist(), strict=True))
-    std = dict(zip(names, per_repeat.std(0).tolist(), strict=True))
-    details = {"part": part, "n_negatives": n_negatives, "repeats": repeats, "seeds": seeds}
+    # Sample std, as ``compare`` reports over seeds: the repeats are a sample of negative draws.
+    spread = per_repeat.std(0, ddof=1) if repeats > 1 else np.zeros(len(names))
+    std = dict(zip(names, spread.tolist(), strict=True))
+    details = {
+        "part": part,
+        "n_negatives": n_negatives,
+        "repeats": repeats,
+        "seeds": seeds,
+        "std_definition": "sample standard deviation over repeats (ddof=1); 0.0 with one repeat",
+    }
     return ProtocolResult("item_paper", metrics, std, len(users), details)
 
 
@@ -170,10 +178,12 @@ def evaluate_keyframes(
     sums: dict[str, float] = {}
     for start in range(0, len(q.users), batch):
         b = slice(start, start + batch)
-        scores = model.score_frames(q.users[b], q.items[b])
+        scores = model.score_frames(q.users[b], q.items[b])  # (B, F_max)
         liked = q.liked[b, : scores.shape[1]]
-        positive = scores.masked_fill(~liked, float("-inf"))
-        negative = scores.masked_fill(liked, float("-inf"))
+        # Slots past an item's frames are padding whatever the model put there (even NaN).
+        padding = torch.arange(scores.shape[1])[None, :] >= q.frame_counts[b][:, None]
+        positive = scores.masked_fill(~liked | padding, float("-inf"))
+        negative = scores.masked_fill(liked | padding, float("-inf"))
         values = hr_ndcg(pessimistic_positions(positive, negative, max(ks)), liked.sum(1), ks)
         for name, v in values.items():
             sums[name] = sums.get(name, 0.0) + float(v.sum())

@@ -3,6 +3,8 @@
 For one query (a user, or a (user, item) pair for key frames) with positives P and negatives N:
 - position of a positive: 1 + the number of candidates ranked above it, where a negative with an
   equal score counts as above (ties are broken pessimistically);
+- non-finite scores: ``-inf`` marks padding and non-candidates; a positive scored NaN or ``+inf``
+  is a miss and a negative scored NaN ranks above every positive (a diverged model scores 0);
 - HR@K = |{p : position(p) <= K}| / |P|  (recall-style: fraction of the positives in the top K);
 - NDCG@K = DCG@K / IDCG@K, DCG@K = sum_{position(p) <= K} 1 / log2(position(p) + 1),
   IDCG@K = sum_{r=1}^{min(K, |P|)} 1 / log2(r + 1).
@@ -20,10 +22,17 @@ def pessimistic_positions(positive: Tensor, negative: Tensor, k_max: int) -> Ten
     ``positive`` (B, P) and ``negative`` (B, N) hold scores, ``-inf`` marking padding and
     non-candidates. Returns (B, P) float positions, sorted best first; ``inf`` for padding.
     Positions beyond ``k_max`` are only guaranteed to be > ``k_max``.
+
+    A broken score never helps the model: a positive scored NaN or ``+inf`` is a miss (position
+    ``inf``), and a negative scored NaN ranks above every positive. Comparisons with NaN are
+    always False, so without this a model that diverged to NaN would score a perfect ranking.
     """
+    negative = negative.masked_fill(torch.isnan(negative), float("inf"))
+    broken = torch.isnan(positive) | torch.isposinf(positive)
     k = min(k_max, negative.shape[1])
     top = torch.topk(negative, k, dim=1).values if k > 0 else negative[:, :0]
-    ordered = torch.sort(positive, dim=1, descending=True).values
+    # Broken positives sort last, as padding does, so they do not push real positives down.
+    ordered = torch.sort(positive.masked_fill(broken, float("-inf")), dim=1, descending=True).values
     ahead = (top[:, None, :] >= ordered[:, :, None]).sum(-1)  # negatives at or above, capped at k
     rank_among_positives = torch.arange(1, positive.shape[1] + 1)[None, :]
     positions = (ahead + rank_among_positives).to(torch.float64)
