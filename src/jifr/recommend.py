@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import weakref
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from jifr.data.prepared import PreparedData
+from jifr.data.prepared import PARTS, PreparedData
 from jifr.errors import DataError
 from jifr.models.base import Recommender
 
@@ -19,19 +21,63 @@ def user_index(data: PreparedData, user: str) -> int:
     return int(where[0])
 
 
+@dataclass(frozen=True)
+class KnownItems:
+    """Every item each user is known to have interacted with (train, valid and test), as CSR:
+    the items of user ``u`` are ``indices[indptr[u]:indptr[u + 1]]``, sorted."""
+
+    indptr: np.ndarray  # (n_users + 1,) int64
+    indices: np.ndarray  # (n_known,) int64
+
+    @classmethod
+    def from_data(cls, data: PreparedData) -> KnownItems:
+        parts = [data.part(name) for name in PARTS]
+        users = np.concatenate([p.users for p in parts]).astype(np.int64)
+        items = np.concatenate([p.items for p in parts]).astype(np.int64)
+        order = np.lexsort((items, users))
+        indptr = np.zeros(data.n_users + 1, dtype=np.int64)
+        np.cumsum(np.bincount(users, minlength=data.n_users), out=indptr[1:])
+        return cls(indptr, items[order])
+
+    def of(self, user: int) -> np.ndarray:
+        return self.indices[self.indptr[user] : self.indptr[user + 1]]
+
+
+_KNOWN: dict[int, KnownItems] = {}
+
+
+def known_items(data: PreparedData) -> KnownItems:
+    """The known interactions of ``data``, built once per loaded dataset and reused by every call."""
+    key = id(data)
+    if key not in _KNOWN:
+        _KNOWN[key] = KnownItems.from_data(data)
+        weakref.finalize(data, _KNOWN.pop, key, None)
+    return _KNOWN[key]
+
+
 @torch.no_grad()
 def recommend_for_user(
     model: Recommender, data: PreparedData, user: str, k: int = 10, exclude_seen: bool = True
 ) -> dict[str, Any]:
     """Top-``k`` items of ``user`` (raw id); for visual models each item carries every frame's
-    key-frame score, best first, and the chosen key frame is the first."""
+    key-frame score, best first, and the chosen key frame is the first.
+
+    With ``exclude_seen`` (the default) every item the user is known to have interacted with, in
+    the training, validation or test split, is left out. ``k = 0`` gives an empty list; fewer
+    than ``k`` items come back when fewer remain.
+    """
+    if k < 0:
+        raise ValueError(f"k must be >= 0, got {k}")
+    if not model.ranks_items:
+        raise ValueError(f"{model.model_name} does not rank items; recommend needs a model that does")
     model.eval()
     u = user_index(data, user)
     scores = model.score_all(torch.tensor([u]))[0].clone()
     if exclude_seen:
-        seen = data.train.items[data.train.users == u]
-        scores[torch.as_tensor(seen)] = float("-inf")
+        scores[torch.as_tensor(known_items(data).of(u))] = float("-inf")
     top = torch.topk(scores, min(k, int(torch.isfinite(scores).sum()))).indices
+    if not len(top):
+        return {"user_id": user, "model": model.model_name, "items": []}
     frames = data.frame_table()
     titles = data.meta.get("item_titles") or []
     frame_scores = model.score_frames(torch.full((len(top),), u), top) if model.ranks_frames else None

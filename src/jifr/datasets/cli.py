@@ -13,20 +13,24 @@ from typing import Annotated, Any
 
 import typer
 
-from jifr.datasets.mirror import MirrorNotFoundError
-from jifr.datasets.movielens import (
-    BUNDLES_BUILDER,
-    POSTERS_BUILDER,
-    build_movielens_100k_posters,
-    build_movielens_bundles,
-    dataset_statistics,
-)
 from jifr.errors import DataError
 
-BUILDERS: dict[str, Callable[..., Path]] = {
-    POSTERS_BUILDER: build_movielens_100k_posters,
-    BUNDLES_BUILDER: build_movielens_bundles,
-}
+# The names of jifr.datasets.movielens's builders; that module (scikit-learn, pyarrow) is only
+# imported by the commands that run one, so that the command line starts fast.
+DATASET_NAMES = ("movielens-100k-posters", "movielens-bundles")
+
+
+def builders() -> dict[str, Callable[..., Path]]:
+    """Each named dataset's builder: ``builder(mirror, out, **options) -> dataset directory``."""
+    from jifr.datasets.movielens import (
+        BUNDLES_BUILDER,
+        POSTERS_BUILDER,
+        build_movielens_100k_posters,
+        build_movielens_bundles,
+    )
+
+    return {POSTERS_BUILDER: build_movielens_100k_posters, BUNDLES_BUILDER: build_movielens_bundles}
+
 
 datasets_app = typer.Typer(
     help="Build named datasets (MovieLens-100K posters and bundles) and describe them.",
@@ -35,14 +39,14 @@ datasets_app = typer.Typer(
 
 
 def _fail(message: str) -> typer.Exit:
-    """Print ``message`` to stderr and return the exit to raise (status 1, no traceback)."""
+    """Print ``message`` to stderr and return the exit to raise (status 2, as for every data problem)."""
     typer.echo(f"Error: {message}", err=True)
-    return typer.Exit(code=1)
+    return typer.Exit(code=2)
 
 
 def _builder_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
     """The given (non-None) options, checked against the builder's parameters."""
-    accepted = inspect.signature(BUILDERS[name]).parameters
+    accepted = inspect.signature(builders()[name]).parameters
     given = {key: value for key, value in options.items() if value is not None}
     for key in given:
         if key not in accepted:
@@ -52,7 +56,7 @@ def _builder_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
 
 @datasets_app.command()
 def build(
-    name: Annotated[str, typer.Argument(help=f"One of: {', '.join(BUILDERS)}.")],
+    name: Annotated[str, typer.Argument(help=f"One of: {', '.join(DATASET_NAMES)}.")],
     out: Annotated[Path, typer.Option("--out", help="Dataset directory to write.")],
     mirror: Annotated[
         Path | None,
@@ -64,14 +68,20 @@ def build(
     seed: Annotated[int | None, typer.Option(help="Bundles: clustering/shuffle seed (0).")] = None,
     bundle_size: Annotated[int | None, typer.Option(help="Bundles: target size (6).")] = None,
     like_threshold: Annotated[int | None, typer.Option(help="Bundles: lowest rating that likes a poster (4).")] = None,
+    force: Annotated[
+        bool, typer.Option(help="Replace an earlier jifr dataset at --out, features included (never other files).")
+    ] = False,
 ) -> None:
-    """Build dataset NAME from the MovieLens-100K mirror into --out."""
-    if name not in BUILDERS:
-        raise _fail(f"unknown dataset {name!r}; choose one of: {', '.join(BUILDERS)}")
+    """Build dataset NAME from the MovieLens-100K mirror into --out (new or empty; it appears when complete)."""
+    if name not in DATASET_NAMES:
+        raise _fail(f"unknown dataset {name!r}; choose one of: {', '.join(DATASET_NAMES)}")
+    from jifr.datasets.mirror import MirrorNotFoundError
+    from jifr.datasets.movielens import dataset_statistics
+
     options = {"seed": seed, "bundle_size": bundle_size, "like_threshold": like_threshold}
     try:
-        path = BUILDERS[name](mirror, out, **_builder_options(name, options))
-    except (MirrorNotFoundError, DataError, FileExistsError, ValueError) as error:
+        path = builders()[name](mirror, out, **_builder_options(name, options), force=force)
+    except (MirrorNotFoundError, DataError, OSError, ValueError) as error:
         raise _fail(str(error)) from None
     statistics = dataset_statistics(path)
     typer.echo(
@@ -85,6 +95,8 @@ def stats(
     directory: Annotated[Path, typer.Argument(help="Dataset directory.")],
 ) -> None:
     """Print the statistics of a dataset directory as JSON."""
+    from jifr.datasets.movielens import dataset_statistics
+
     try:
         statistics = dataset_statistics(directory)
     except FileNotFoundError as error:

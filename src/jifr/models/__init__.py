@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +21,19 @@ class ModelSpec:
     config: type
     fixed: dict[str, Any] = field(default_factory=dict)
     summary: str = ""
+
+    @property
+    def ignored(self) -> dict[str, str]:
+        """The settings the model ignores given its fixed values, each with the reason."""
+        return unused_settings(self.config(**self.fixed))
+
+    @property
+    def settings(self) -> tuple[str, ...]:
+        """The settings that can be changed and that the model uses."""
+        ignored = self.ignored
+        return tuple(
+            f.name for f in dataclasses.fields(self.config) if f.name not in self.fixed and f.name not in ignored
+        )
 
 
 MODELS: dict[str, ModelSpec] = {
@@ -46,14 +60,30 @@ MODELS: dict[str, ModelSpec] = {
 }
 
 
+def unused_settings(config: Any) -> dict[str, str]:
+    """The settings ``config`` ignores (given its other values), each with the reason."""
+    unused = getattr(config, "unused_settings", None)
+    return unused() if unused is not None else {}
+
+
 def model_config(name: str, overrides: dict[str, Any] | None = None) -> Any:
-    """The resolved config of model ``name``; unknown keys and changes to fixed keys are errors."""
+    """The resolved config of model ``name``. Unknown keys, changes to fixed keys and changes to
+    settings the model does not use (e.g. attention sizes of a model without attention) are errors."""
     spec = _spec(name)
     overrides = dict(overrides or {})
     clash = {k for k in spec.fixed if k in overrides and overrides[k] != spec.fixed[k]}
     if clash:
         raise ValueError(f"{name} fixes {', '.join(sorted(clash))}; use another model name to change it")
-    return config_from_dict(spec.config, overrides | spec.fixed)
+    config = config_from_dict(spec.config, overrides | spec.fixed)
+    unused = unused_settings(config)
+    defaults = {f.name: f.default for f in dataclasses.fields(spec.config)}
+    changed = sorted(k for k in overrides if k in unused and overrides[k] != defaults[k])
+    if changed:
+        reasons: dict[str, list[str]] = {}
+        for key in changed:
+            reasons.setdefault(unused[key], []).append(key)
+        raise ValueError("; ".join(f"{name} does not use {', '.join(keys)}: {why}" for why, keys in reasons.items()))
+    return config
 
 
 def build_model(name: str, inputs: ModelInputs, overrides: dict[str, Any] | None = None, seed: int = 0) -> Recommender:
@@ -69,4 +99,13 @@ def _spec(name: str) -> ModelSpec:
     return MODELS[name]
 
 
-__all__ = ["MODELS", "ModelInputs", "Recommender", "bpr_loss", "build_model", "model_config"]
+__all__ = [
+    "MODELS",
+    "ModelInputs",
+    "ModelSpec",
+    "Recommender",
+    "bpr_loss",
+    "build_model",
+    "model_config",
+    "unused_settings",
+]

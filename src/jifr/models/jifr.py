@@ -51,6 +51,21 @@ class JIFRConfig:
         if self.rating_attention == "att" and self.collab_dim != self.visual_dim:
             raise ValueError("rating attention shares W2 between [u,v] and [w,x]: collab_dim must equal visual_dim")
 
+    def unused_settings(self) -> dict[str, str]:
+        """The settings this configuration ignores, each with the reason.
+
+        W0 (``attention_dim``, ``l2_attention_input``) exists only with content attention; the
+        hidden layers W1 and W2 (``hidden_dim``, ``l2_attention``) only with either attention.
+        """
+        content, rating = self.content_attention == "att", self.rating_attention == "att"
+        if not content and not rating:
+            reason = "its attention is switched off (content_attention=avg, rating_attention=avg)"
+            return dict.fromkeys(("attention_dim", "hidden_dim", "l2_attention_input", "l2_attention"), reason)
+        if not content:
+            reason = "its content attention is switched off (content_attention=avg)"
+            return dict.fromkeys(("attention_dim", "l2_attention_input"), reason)
+        return {}
+
 
 class JIFR(Recommender):
     name = "jifr"
