@@ -44,7 +44,7 @@ def dataset(work_dir: Path) -> PreparedData:
     prepared = work_dir / "paper-prepared"
     if not (prepared / "prepared.json").exists():
         started = time.perf_counter()
-        source = write_synthetic("paper", work_dir / "paper")
+        source = write_synthetic("paper", work_dir / "paper", force=True)
         print(f"generated the paper-scale set in {time.perf_counter() - started:.1f} s")
         started = time.perf_counter()
         prepare_dataset(source, prepared)

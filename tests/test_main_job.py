@@ -34,7 +34,18 @@ def test_without_a_mirror_it_falls_back_to_synthetic_data_and_says_so(
     ):
         assert name in outcome["results"], name
     assert "RND (analytic expectation)" in text and "key frame:" in text
-    assert (tmp_path / "main" / "results" / "jifr.json").exists()
+    assert (tmp_path / "main" / "results" / "seed-0" / "jifr.json").exists()
+
+
+def test_the_seed_changes_the_split(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("JIFR_MIRROR", raising=False)
+    monkeypatch.setattr("jifr.datasets.mirror.default_locations", lambda: [tmp_path / "nowhere"])
+    monkeypatch.setattr("jifr.main_job.MODELS", ("pop", "jifr"))
+    one_epoch = TrainConfig(epochs=1)
+    runs = [run_main_job(MainJobConfig(tmp_path / "main", seed=s, train=one_epoch, repeats=1)) for s in (0, 1)]
+    assert [r["data"].meta["config"]["split"]["seed"] for r in runs] == [0, 1]
+    assert runs[0]["data"].fingerprint != runs[1]["data"].fingerprint
+    assert (tmp_path / "main" / "results" / "seed-1" / "pop.json").exists()
 
 
 def test_a_named_mirror_that_does_not_exist_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

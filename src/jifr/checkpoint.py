@@ -1,8 +1,13 @@
-"""Checkpoints that describe themselves: safetensors weights + a JSON file (never pickle).
+"""Checkpoints that describe and verify themselves: safetensors weights + a JSON file (never pickle).
 
 <run>/model.safetensors   the weights (buffers derived from data are not stored)
 <run>/checkpoint.json     model name, resolved model and training config, seed, data
-                          fingerprint and directory, id mappings, history, version
+                          fingerprint and directory, id mappings, history, version, and the
+                          weights' SHA-256 and tensor shapes
+
+Both files are written atomically, the weights first: the JSON is the commit record, and its
+checksum ties it to exactly one weights file, so a crash between the two writes is detected on
+load instead of pairing a description with other weights.
 """
 
 from __future__ import annotations
@@ -12,16 +17,19 @@ import json
 from pathlib import Path
 from typing import Any
 
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 import jifr
 from jifr.data.prepared import PreparedData, load_prepared
 from jifr.errors import DataError
 from jifr.models import ModelInputs, Recommender, build_model
+from jifr.outputs import atomic_path, sha256_file, write_json_atomic
 from jifr.train import History, TrainConfig
 
 WEIGHTS_NAME = "model.safetensors"
 CHECKPOINT_NAME = "checkpoint.json"
+CHECKPOINT_FORMAT = 2
 
 
 def save_checkpoint(
@@ -33,28 +41,67 @@ def save_checkpoint(
     seed: int = 0,
 ) -> Path:
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     weights = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    save_file(weights, str(directory / WEIGHTS_NAME), metadata={"model": model.model_name})
+    with atomic_path(directory / WEIGHTS_NAME) as temporary:
+        save_file(weights, str(temporary), metadata={"model": model.model_name})
+        checksum = sha256_file(temporary)
     description = {
+        "format": CHECKPOINT_FORMAT,
         "model": model.model_name,
         "model_config": dataclasses.asdict(model.config),
         "train_config": dataclasses.asdict(train_config) if train_config else None,
         "seed": seed,
         "data": {"fingerprint": data.fingerprint, "prepared_dir": str(data.directory.resolve())},
+        "weights": {"sha256": checksum, "shapes": {k: list(v.shape) for k, v in weights.items()}},
         "ids": {"users": data.user_ids.tolist(), "items": data.item_ids.tolist()},
         "history": history.as_dict() if history else None,
         "jifr_version": jifr.__version__,
     }
-    (directory / CHECKPOINT_NAME).write_text(json.dumps(description, indent=1), encoding="utf-8")
+    write_json_atomic(directory / CHECKPOINT_NAME, description, indent=1)
     return directory
 
 
 def read_description(directory: str | Path) -> dict[str, Any]:
+    """The checkpoint's JSON record; a missing, truncated or malformed one is a DataError."""
     path = Path(directory) / CHECKPOINT_NAME
-    if not path.exists():
-        raise DataError(directory, f"not a checkpoint directory (no {CHECKPOINT_NAME})")
-    return dict(json.loads(path.read_text(encoding="utf-8")))
+    if not Path(directory).is_dir():
+        raise DataError(directory, "is not a run directory (from `jifr train`)")
+    if not path.is_file():
+        raise DataError(directory, f"not a checkpoint directory (no {CHECKPOINT_NAME}; was training finished?)")
+    try:
+        description = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(path, f"damaged checkpoint description (truncated or not JSON: {exc})") from None
+    required = ("model", "model_config", "seed", "data", "weights")
+    missing = [k for k in required if not isinstance(description, dict) or k not in description]
+    if missing:
+        raise DataError(path, f"damaged or outdated checkpoint description: missing {', '.join(missing)}")
+    return dict(description)
+
+
+def verify_weights(directory: str | Path, description: dict[str, Any]) -> Path:
+    """Check the weights file against the checksum, model and shapes its description records."""
+    path = Path(directory) / WEIGHTS_NAME
+    if not path.is_file():
+        raise DataError(path, "the weights file is missing")
+    expected = description["weights"]
+    if sha256_file(path) != expected["sha256"]:
+        raise DataError(
+            path,
+            f"damaged weights: the SHA-256 differs from the one {CHECKPOINT_NAME} records "
+            "(truncated, modified, or replaced by another run's weights)",
+        )
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            model = (handle.metadata() or {}).get("model")
+            shapes = {k: list(handle.get_slice(k).get_shape()) for k in handle.keys()}  # noqa: SIM118
+    except (SafetensorError, OSError) as exc:
+        raise DataError(path, f"not a readable .safetensors file: {exc}") from None
+    if model != description["model"] or shapes != expected["shapes"]:
+        raise DataError(
+            path, f"weights of another model: expected {description['model']} with the recorded tensor shapes"
+        )
+    return path
 
 
 def load_checkpoint(
@@ -62,6 +109,7 @@ def load_checkpoint(
 ) -> tuple[Recommender, PreparedData, dict[str, Any]]:
     """Rebuild the model on its prepared data (found from the checkpoint unless given)."""
     description = read_description(directory)
+    weights_path = verify_weights(directory, description)
     if data is None:
         data = load_prepared(description["data"]["prepared_dir"])
     if data.fingerprint != description["data"]["fingerprint"]:
@@ -73,6 +121,10 @@ def load_checkpoint(
     model = build_model(
         description["model"], ModelInputs.from_data(data), description["model_config"], seed=description["seed"]
     )
-    model.load_state_dict(load_file(str(Path(directory) / WEIGHTS_NAME)))
+    weights = load_file(str(weights_path))
+    expected = {k: list(v.shape) for k, v in model.state_dict().items()}
+    if {k: list(v.shape) for k, v in weights.items()} != expected:
+        raise DataError(weights_path, f"the weights do not fit a {description['model']} model on this data")
+    model.load_state_dict(weights)
     model.eval()
     return model, data, description

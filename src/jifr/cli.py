@@ -46,6 +46,11 @@ def reports_errors(command: F) -> F:
         except (DataError, ValueError, FileNotFoundError, FileExistsError) as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from None
+        except OSError as exc:  # unreadable input, full disk, a folder where a file should be
+            from jifr.outputs import describe_os_error
+
+            typer.echo(f"error: {describe_os_error(exc)}", err=True)
+            raise typer.Exit(2) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -71,11 +76,12 @@ def generate(
     preset: Annotated[str, typer.Argument(help="Synthetic preset: tiny, small or paper.")],
     out: Annotated[Path, typer.Option(help="Dataset directory to write.")],
     seed: Annotated[int | None, typer.Option(help="Override the preset's seed.")] = None,
+    force: Annotated[bool, typer.Option(help="Replace an earlier jifr dataset at --out (never other files).")] = False,
 ) -> None:
     """Write a synthetic dataset with a planted answer (users' true visual tastes drive frame likes)."""
     from jifr.datasets.synthetic import write_synthetic
 
-    typer.echo(write_synthetic(preset, out, seed=seed))
+    typer.echo(write_synthetic(preset, out, seed=seed, force=force))
 
 
 @app.command()
@@ -88,8 +94,12 @@ def prepare(
     split: Annotated[str, typer.Option(help="random, leave-one-out or temporal.")] = "random",
     ratios: Annotated[str, typer.Option(help="train,valid,test fractions (random/temporal).")] = "0.7,0.1,0.2",
     seed: Annotated[int, typer.Option(help="Seed of the split.")] = 0,
+    force: Annotated[
+        bool, typer.Option(help="Replace an earlier prepared dataset at --out (never other files).")
+    ] = False,
 ) -> None:
-    """Validate, k-core filter and split a dataset; every model is then evaluated on this split."""
+    """Validate, k-core filter and split a dataset; every model is then evaluated on this split.
+    --out must be new or empty; it appears only when complete."""
     from jifr.data.prepare import PrepareConfig, prepare_dataset
     from jifr.data.splits import SplitConfig
 
@@ -97,7 +107,7 @@ def prepare(
     if len(parts) != 3:
         raise ValueError(f"--ratios needs three numbers, got {ratios!r}")
     config = PrepareConfig(min_user, min_item, SplitConfig(split, parts, seed))  # type: ignore[arg-type]
-    data = prepare_dataset(source, out, config)
+    data = prepare_dataset(source, out, config, force=force)
     typer.echo(
         json.dumps(
             {
@@ -117,7 +127,7 @@ def models() -> None:
     from jifr.models import MODELS
 
     for name, spec in MODELS.items():
-        fields = ", ".join(f"{f.name}={f.default}" for f in dataclasses.fields(spec.config) if f.name not in spec.fixed)
+        fields = ", ".join(f"{f.name}={f.default}" for f in dataclasses.fields(spec.config) if f.name in spec.settings)
         typer.echo(f"{name:18s} {spec.summary}\n{'':18s} {fields or '(no settings)'}")
 
 
@@ -137,22 +147,56 @@ def train(
     lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 5e-3,
     patience: Annotated[int, typer.Option(help="Validations without improvement before stopping.")] = 5,
     seed: Annotated[int, typer.Option(help="Seed of initialisation, ordering and negatives.")] = 0,
-    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    progress: Annotated[
+        bool,
+        typer.Option(
+            "--progress/--no-progress",
+            help="Show progress bars (on a terminal; elsewhere, log lines at most every 30 s).",
+        ),
+    ] = True,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the interrupted run in OUT from its last completed epoch.")
+    ] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace the run already in OUT.")] = False,
 ) -> None:
-    """Train a model with mini-batch Adam on the BPR objective; keeps the best validation epoch."""
-    from jifr.checkpoint import save_checkpoint
+    """Train a model with mini-batch Adam on the BPR objective; keeps the best validation epoch.
+
+    The training state is saved in OUT/training-state/ after every epoch; after an interruption,
+    the same command with --resume continues from the last completed epoch and ends with the
+    weights an uninterrupted run would have.
+    """
+    from jifr.checkpoint import CHECKPOINT_NAME, read_description, save_checkpoint
     from jifr.data.prepared import load_prepared
     from jifr.models import ModelInputs, build_model
-    from jifr.train import TrainConfig, fit
+    from jifr.outputs import open_output_directory
+    from jifr.train import TrainConfig, fit, run_identity
+    from jifr.training_state import (
+        STATE_DIR_NAME,
+        check_same_run,
+        has_training_state,
+        identity_of_checkpoint,
+        remove_training_state,
+    )
 
+    if resume and force:
+        raise ValueError("--resume continues the run in --out and --force replaces it: choose one")
     data = load_prepared(prepared)
     config = TrainConfig(epochs, batch_size, negatives, lr, seed, patience=patience)
     recommender = build_model(model, ModelInputs.from_data(data), parse_settings(setting or []), seed=seed)
-    history = fit(recommender, data, config, show_progress=progress)
-    save_checkpoint(out, recommender, data, config, history, seed=seed)
-    typer.echo(
-        json.dumps({"checkpoint": str(out), "best_epoch": history.best_epoch, "seconds": round(history.seconds, 2)})
-    )
+    # Only now, with the settings known to be valid, is the run directory created or reused.
+    run_dir = open_output_directory(out, "run", reuse=resume, force=force, inputs=[prepared])
+    state_dir = run_dir / STATE_DIR_NAME
+    if resume and not has_training_state(state_dir) and (run_dir / CHECKPOINT_NAME).exists():
+        description = read_description(run_dir)
+        check_same_run(identity_of_checkpoint(description), run_identity(recommender, data, config), run_dir)
+        typer.echo(f"{out} holds a finished run; nothing to resume", err=True)
+        seconds, best_epoch = description["history"]["seconds"], description["history"]["best_epoch"]
+    else:
+        history = fit(recommender, data, config, show_progress=progress, state_dir=state_dir, resume=resume)
+        save_checkpoint(run_dir, recommender, data, config, history, seed=seed)
+        remove_training_state(state_dir)  # the checkpoint holds all that a finished run needs
+        seconds, best_epoch = history.seconds, history.best_epoch
+    typer.echo(json.dumps({"checkpoint": str(out), "best_epoch": best_epoch, "seconds": round(seconds, 2)}))
 
 
 @app.command()
@@ -194,11 +238,18 @@ def evaluate(
 def recommend(
     run: Annotated[Path, typer.Argument(help="Run directory (from `jifr train`).")],
     user: Annotated[str, typer.Option(help="Raw user id.")],
-    k: Annotated[int, typer.Option("-k", help="Number of items.")] = 10,
-    include_seen: Annotated[bool, typer.Option(help="Also recommend items the user already interacted with.")] = False,
+    k: Annotated[int, typer.Option("-k", "--k", help="Number of items (>= 0; 0 lists none).")] = 10,
+    include_seen: Annotated[
+        bool,
+        typer.Option(help="Also recommend items the user already interacted with (training, validation or test)."),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
 ) -> None:
-    """Top-K items for a user, each with its personalised key frame and the scores of all its frames."""
+    """Top-K items for a user, each with its personalised key frame and the scores of all its frames.
+    Items the user already interacted with (in any split) are left out unless --include-seen."""
+    if k < 0:
+        raise ValueError(f"k must be >= 0, got {k}")
+
     from jifr.checkpoint import load_checkpoint
     from jifr.recommend import format_recommendations, recommend_for_user
 
@@ -229,6 +280,7 @@ def compare(
         bool, typer.Option(help="Add RND's analytic value and the frame-popularity reference (key frames).")
     ] = True,
     part: Annotated[str, typer.Option(help="Evaluate on test, or on valid while choosing settings.")] = "test",
+    progress: Annotated[bool, typer.Option(help="Progress bars on a terminal (log lines otherwise).")] = True,
 ) -> None:
     """Train and evaluate models at several seeds (each re-splits the data); prints mean ± std
     tables and paired differences, and writes OUT/summary.{md,json}. Finished runs are reused."""
@@ -244,7 +296,7 @@ def compare(
         references=references,
         part=part,
     )
-    records = run_comparison(source, out, config)
+    records = run_comparison(source, out, config, show_progress=progress)
     typer.echo(format_summary(summarise(records, config)))
     typer.echo(f"wrote {out / 'summary.md'} and {out / 'summary.json'}")
 
@@ -260,11 +312,14 @@ def demo(
     ] = None,
     epochs: Annotated[int, typer.Option(help="Maximum training epochs per model.")] = 40,
     seed: Annotated[int, typer.Option(help="Seed of the split, initialisation and sampling.")] = 0,
+    progress: Annotated[bool, typer.Option(help="Progress bars on a terminal (log lines otherwise).")] = True,
 ) -> None:
     """The main job: MovieLens-Bundles with real posters (or synthetic data without the mirror),
     JIFR against its baselines on items and key frames, and a few users' recommendations."""
     from jifr.main_job import MainJobConfig, format_main_job, run_main_job
     from jifr.train import TrainConfig
 
-    config = MainJobConfig(work_dir=work_dir, mirror=mirror, seed=seed, train=TrainConfig(epochs=epochs, seed=seed))
+    config = MainJobConfig(
+        work_dir=work_dir, mirror=mirror, seed=seed, train=TrainConfig(epochs=epochs, seed=seed), show_progress=progress
+    )
     typer.echo(format_main_job(run_main_job(config)))

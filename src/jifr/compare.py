@@ -30,6 +30,7 @@ from jifr.experiment import evaluate_model
 from jifr.models import MODELS, ModelInputs, build_model, model_config
 from jifr.models.diagnostic import MeanUserFrames
 from jifr.models.reference import FrameLikePopularity
+from jifr.outputs import open_output_directory, write_json_atomic, write_text_atomic
 from jifr.results import provenance, write_results
 from jifr.train import History, TrainConfig, fit
 
@@ -96,9 +97,8 @@ class CompareConfig:
             raise ValueError(f"setting(s) {', '.join(sorted(unused))} apply to none of {', '.join(self.models)}")
 
     def settings_of(self, name: str) -> dict[str, Any]:
-        """The settings that apply to model ``name``: shared keys it knows, then its own ``name.key``."""
-        spec = MODELS[name]
-        known = {f.name for f in dataclasses.fields(spec.config)} - set(spec.fixed)
+        """The settings that apply to model ``name``: shared keys it uses, then its own ``name.key``."""
+        known = set(MODELS[name].settings)
         shared = {k: v for k, v in self.settings.items() if "." not in k and k in known}
         own = {k.split(".", 1)[1]: v for k, v in self.settings.items() if k.startswith(f"{name}.")}
         return shared | own
@@ -135,19 +135,23 @@ class RunRecord:
 def run_comparison(
     source: str | Path, out: str | Path, config: CompareConfig, show_progress: bool = True
 ) -> list[RunRecord]:
-    """Train and evaluate ``config.models`` at every seed on dataset ``source``; results go to ``out``."""
-    out = Path(out)
+    """Train and evaluate ``config.models`` at every seed on dataset ``source``; results go to ``out``.
+
+    ``out`` is a new or empty directory, or an earlier comparison to continue; anything else
+    (a directory jifr did not write, one holding ``source``) is refused before any work.
+    """
+    out = open_output_directory(out, "compare", reuse=True, inputs=[source])
     records: list[RunRecord] = []
     for seed in config.seeds:
         seed_dir = out / f"seed-{seed}"
-        data = prepare_dataset(source, seed_dir / "prepared", config.prepare_for(seed))
+        data = prepare_dataset(source, seed_dir / "prepared", config.prepare_for(seed), force=True)
         for name in config.models:
             records.extend(_split_mean_user(_run_once(name, seed, data, config, seed_dir, show_progress)))
         if config.references and len(data.likes):
             records.extend(_references(seed, data, config.part))
     summary = summarise(records, config)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
-    (out / "summary.md").write_text(format_summary(summary) + "\n", encoding="utf-8")
+    write_json_atomic(out / "summary.json", summary)
+    write_text_atomic(out / "summary.md", format_summary(summary) + "\n")
     return records
 
 
@@ -205,7 +209,12 @@ def _record(
 def _finished_run(path: Path, wanted: dict[str, Any], fingerprint: str, mean_user: bool) -> RunRecord | None:
     if not path.exists():
         return None
-    saved = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        saved["results"], saved["seed"], saved["train_seconds"], saved["eval_seconds"]  # noqa: B018
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        log.warning("%s is damaged (%s); this run is computed again", path, exc)
+        return None
     if saved.get("config") != json.loads(json.dumps(wanted)) or saved.get("data_fingerprint") != fingerprint:
         return None
     if mean_user and MEAN_USER_PROTOCOL not in saved["results"]:

@@ -16,3 +16,14 @@ class DataError(ValueError):
         if row is not None:
             where = f"{where}, row {row}"
         super().__init__(f"{where}: {problem}")
+
+
+class TrainingDivergedError(ValueError):
+    """The training loss became NaN or infinite: the weights are no longer usable."""
+
+    def __init__(self, epoch: int, batch: int, n_batches: int, loss: float, learning_rate: float) -> None:
+        self.epoch, self.batch, self.loss = epoch, batch, loss
+        super().__init__(
+            f"training diverged: the loss became {loss} at epoch {epoch}, batch {batch} of {n_batches}; "
+            f"try a lower learning rate (now {learning_rate:g}, e.g. --lr {learning_rate / 10:g})"
+        )

@@ -12,14 +12,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jifr.data.prepare import prepare_dataset
+from jifr.data.prepare import PrepareConfig, prepare_dataset
 from jifr.data.prepared import PreparedData
+from jifr.data.splits import SplitConfig
 from jifr.datasets.mirror import MIRROR_ENV_VAR, MirrorNotFoundError, find_mirror
 from jifr.evaluate import ProtocolResult, random_keyframe_expectation
 from jifr.experiment import evaluate_model
 from jifr.models import ModelInputs, build_model
 from jifr.models.diagnostic import MeanUserFrames
 from jifr.models.reference import FrameLikePopularity
+from jifr.outputs import open_output_directory
 from jifr.recommend import recommend_for_user
 from jifr.results import provenance, write_results
 from jifr.train import TrainConfig, fit
@@ -38,6 +40,8 @@ class MainJobConfig:
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=40, batch_size=1024))
     repeats: int = 3  # of the sampled item protocol
     n_users_shown: int = 3
+    show_progress: bool = True
+    bundle_seed: int = 0  # MovieLens-Bundles is one fixed dataset; ``seed`` varies the split and training
 
 
 def build_dataset(config: MainJobConfig) -> tuple[Path, str]:
@@ -50,38 +54,44 @@ def build_dataset(config: MainJobConfig) -> tuple[Path, str]:
         log.warning("MovieLens mirror not found (%s); FALLING BACK TO SYNTHETIC DATA", exc)
         from jifr.datasets.synthetic import write_synthetic
 
-        return write_synthetic(
-            "small", config.work_dir / "synthetic-small"
-        ), "synthetic-small (no MovieLens mirror found)"
+        synthetic = config.work_dir / "synthetic-small"
+        if not (synthetic / "frame_features.npy").exists():
+            write_synthetic("small", synthetic, force=True)
+        return synthetic, "synthetic-small (no MovieLens mirror found)"
     from jifr.datasets.movielens import build_movielens_bundles
     from jifr.features.extract import extract_features
     from jifr.features.inputs import images_from_item_frames
 
     directory = config.work_dir / "movielens-bundles"
     if not (directory / "frame_features.npy").exists():
-        build_movielens_bundles(mirror, directory, seed=config.seed)
+        # An earlier build whose extraction was interrupted is rebuilt; extraction resumes.
+        if not (directory / "item_frames.csv").exists():
+            build_movielens_bundles(mirror, directory, seed=config.bundle_seed, force=True)
         started = time.perf_counter()
-        extract_features(images_from_item_frames(directory / "item_frames.csv"), directory)
+        images = images_from_item_frames(directory / "item_frames.csv")
+        extract_features(images, directory, show_progress=config.show_progress)
         log.info("poster features extracted in %.1f s (cached for later runs)", time.perf_counter() - started)
     return directory, f"movielens-bundles (mirror {mirror})"
 
 
 def run_main_job(config: MainJobConfig) -> dict[str, Any]:
     """Everything the README's first command does; returns the results for printing."""
+    open_output_directory(config.work_dir, "demo", reuse=True)
     source, label = build_dataset(config)
-    data = prepare_dataset(source, config.work_dir / "prepared")
+    prepare = PrepareConfig(split=SplitConfig(seed=config.seed))
+    data = prepare_dataset(source, config.work_dir / f"prepared-seed-{config.seed}", prepare, force=True)
     results: dict[str, list[ProtocolResult]] = {}
     timings: dict[str, float] = {}
     models = {}
     for name in MODELS:
         model = build_model(name, ModelInputs.from_data(data), seed=config.seed)
-        history = fit(model, data, config.train, show_progress=True)
+        history = fit(model, data, config.train, show_progress=config.show_progress)
         timings[name] = history.seconds
         results[name] = evaluate_model(model, data, repeats=config.repeats, seed=config.seed)
         context = {"model": name, "dataset": label} | provenance(
             data.fingerprint, {"train": config.train.__dict__}, config.seed
         )
-        write_results(config.work_dir / "results" / name, results[name], context)
+        write_results(config.work_dir / "results" / f"seed-{config.seed}" / name, results[name], context)
         models[name] = model
     if len(data.likes):
         results[MEAN_USER] = evaluate_model(MeanUserFrames(models["jifr"], data), data, ["keyframe"])

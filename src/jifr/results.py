@@ -14,6 +14,9 @@ import torch
 
 import jifr
 from jifr.evaluate import ProtocolResult
+from jifr.outputs import MARKER_NAME, OutputError, atomic_open
+
+CSV_HEADER = ["model", "protocol", "metric", "mean", "std", "n_queries", "seed", "data_fingerprint", "jifr_version"]
 
 
 def provenance(data_fingerprint: str, config: dict[str, Any], seed: int) -> dict[str, Any]:
@@ -33,13 +36,14 @@ def write_results(prefix: str | Path, results: list[ProtocolResult], context: di
     prefix = Path(prefix)
     prefix.parent.mkdir(parents=True, exist_ok=True)
     json_path, csv_path = prefix.with_suffix(".json"), prefix.with_suffix(".csv")
+    for path in (json_path, csv_path):
+        _check_replaceable(path)
     body = context | {"results": {r.protocol: r.as_dict() for r in results}}
-    json_path.write_text(json.dumps(body, indent=2), encoding="utf-8")
-    with csv_path.open("w", newline="", encoding="utf-8") as f:
+    with atomic_open(json_path) as f:
+        f.write(json.dumps(body, indent=2))
+    with atomic_open(csv_path, newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(
-            ["model", "protocol", "metric", "mean", "std", "n_queries", "seed", "data_fingerprint", "jifr_version"]
-        )
+        writer.writerow(CSV_HEADER)
         for r in results:
             for name, value in r.metrics.items():
                 std = r.std.get(name, "")
@@ -57,3 +61,24 @@ def write_results(prefix: str | Path, results: list[ProtocolResult], context: di
                     ]
                 )
     return json_path, csv_path
+
+
+def _check_replaceable(path: Path) -> None:
+    """A results file may replace a jifr results file, or any file inside a jifr output directory;
+    anything else already at ``path`` is refused."""
+    if not path.exists():
+        return
+    if not path.is_file():
+        raise OutputError(path, "exists and is not a file; refusing to replace it")
+    if any((parent / MARKER_NAME).is_file() for parent in path.resolve().parents):
+        return
+    try:
+        with path.open(encoding="utf-8") as handle:
+            head = handle.read(4096)
+    except (OSError, UnicodeDecodeError):
+        head = ""
+    if path.suffix == ".csv" and head.startswith(",".join(CSV_HEADER)):
+        return
+    if path.suffix == ".json" and '"jifr_version"' in head and '"results"' in path.read_text(encoding="utf-8"):
+        return
+    raise OutputError(path, "exists and is not a jifr results file; refusing to overwrite it (choose another --out)")

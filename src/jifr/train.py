@@ -1,23 +1,35 @@
 """Training: mini-batch Adam on the BPR objective with fresh negatives every epoch and early
-stopping on validation NDCG (full ranking), keeping the best weights."""
+stopping on validation NDCG (full ranking), keeping the best weights.
+
+With a state directory, everything the next epoch depends on (weights, Adam state, the
+sampler's and torch's RNG states, early-stopping state, history) is saved after every epoch, so
+an interrupted run resumes at its last completed epoch and ends with the same weights as an
+uninterrupted one (``jifr.training_state``).
+"""
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from torch import Tensor
 
 from jifr.data.prepared import PreparedData
 from jifr.data.sampling import PositiveSet, sample_negatives
+from jifr.errors import TrainingDivergedError
 from jifr.evaluate import evaluate_full
 from jifr.models.base import Recommender, bpr_loss
+from jifr.progress import ProgressLog, progress_bar
+from jifr.training_state import TrainingState, load_training_state, remove_training_state, save_training_state
 
 log = logging.getLogger(__name__)
 EpochCallback = Callable[[dict[str, Any]], None]
@@ -59,55 +71,139 @@ class History:
         }
 
 
+@dataclass
+class _Loop:
+    """What one epoch hands to the next; all of it is saved in the training state."""
+
+    optimizer: torch.optim.Optimizer
+    rng: np.random.Generator  # orders the positives and samples the negatives
+    history: History
+    best_state: dict[str, Tensor]
+    stale: int = 0  # validations without improvement
+    epoch: int = 0  # completed epochs
+    finished: bool = False
+    earlier_seconds: float = 0.0  # training time before this call (of an interrupted run)
+
+
 def fit(
     model: Recommender,
     data: PreparedData,
     config: TrainConfig,
     show_progress: bool = True,
     callbacks: Sequence[EpochCallback] = (),
+    state_dir: Path | None = None,
+    resume: bool = False,
 ) -> History:
-    """Train ``model`` in place and leave it holding its best validation weights."""
-    history = History()
+    """Train ``model`` in place and leave it holding its best validation weights.
+
+    ``state_dir``: save the training state there after every epoch. ``resume``: continue from
+    the state found there (from epoch 1 when there is none); it must come from the same model,
+    model config, training config and data, else ValueError. A finished state only restores
+    the best weights. Raises TrainingDivergedError when the loss becomes NaN or infinite.
+    """
+    if resume and state_dir is None:
+        raise ValueError("resume=True needs the state_dir to resume from")
     if not model.trainable:
-        return history
+        return History()
+    if state_dir is not None and not resume:  # a state left by an earlier run must not be resumed later
+        remove_training_state(state_dir)
     started = time.perf_counter()
-    rng = np.random.default_rng(config.seed)
+    loop = _start(model, data, config, state_dir if resume else None)
     positives = PositiveSet(data.train.csr(data.n_users, data.n_items))
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
-    best_state, stale = copy.deepcopy(model.state_dict()), 0
-    k = int(config.metric.split("@")[1])
-    for epoch in range(1, config.epochs + 1):
-        record = {
-            "epoch": epoch,
-            "loss": _train_epoch(model, data, config, positives, optimizer, rng, show_progress, epoch),
-        }
-        if len(data.valid) and epoch % config.eval_every == 0:
-            record[f"valid_{config.metric}"] = value = evaluate_full(model, data, "valid", ks=(k,)).metrics[
-                config.metric
-            ]
-            if value > history.best_metric:
-                history.best_epoch, history.best_metric, stale = epoch, value, 0
-                best_state = copy.deepcopy(model.state_dict())
-            else:
-                stale += 1
-        record["seconds"] = round(time.perf_counter() - started, 3)
-        history.epochs.append(record)
-        log.info(
-            "epoch %s", " ".join(f"{k}={v:.5g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items())
-        )
-        for callback in callbacks:
-            callback(record)
-        if stale >= config.patience:
-            log.info(
-                "early stop: no %s gain in %d validations; best epoch %d", config.metric, stale, history.best_epoch
-            )
-            break
-    if not len(data.valid):
-        history.best_epoch, best_state = len(history.epochs), model.state_dict()
-    model.load_state_dict(best_state)
+    while not loop.finished:
+        loop.epoch += 1
+        record: dict[str, Any] = {"epoch": loop.epoch}
+        record["loss"] = _train_epoch(model, data, config, positives, loop, show_progress)
+        _validate(model, data, config, loop, record)
+        record["seconds"] = round(loop.earlier_seconds + time.perf_counter() - started, 3)
+        _end_epoch(config, loop, record, callbacks)
+        if state_dir is not None:  # after the callbacks: an epoch is complete once they have run
+            save_training_state(state_dir, _snapshot(model, data, config, loop, time.perf_counter() - started))
+    model.load_state_dict(loop.best_state)
     model.eval()
-    history.seconds = time.perf_counter() - started
-    return history
+    loop.history.seconds = loop.earlier_seconds + time.perf_counter() - started
+    return loop.history
+
+
+def _end_epoch(config: TrainConfig, loop: _Loop, record: dict[str, Any], callbacks: Sequence[EpochCallback]) -> None:
+    """Record and report the epoch, and decide whether training is over."""
+    loop.history.epochs.append(record)
+    log.info("epoch %s", " ".join(f"{k}={v:.5g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
+    for callback in callbacks:
+        callback(record)
+    loop.finished = loop.epoch >= config.epochs or loop.stale >= config.patience
+    if loop.stale >= config.patience:
+        best = loop.history.best_epoch
+        log.info("early stop: no %s gain in %d validations; best epoch %d", config.metric, loop.stale, best)
+
+
+def run_identity(model: Recommender, data: PreparedData, config: TrainConfig) -> dict[str, Any]:
+    """What a resumed run must share with the interrupted one."""
+    return {
+        "model": model.model_name,
+        "model_config": dataclasses.asdict(model.config),
+        "train_config": dataclasses.asdict(config),
+        "data_fingerprint": data.fingerprint,
+    }
+
+
+def _start(model: Recommender, data: PreparedData, config: TrainConfig, resume_from: Path | None) -> _Loop:
+    """A fresh loop, or the one saved in ``resume_from`` with the model and RNGs restored."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+    loop = _Loop(optimizer, np.random.default_rng(config.seed), History(), copy.deepcopy(model.state_dict()))
+    if resume_from is None:
+        return loop
+    saved = load_training_state(resume_from, run_identity(model, data, config))
+    if saved is None:
+        log.info("no training state in %s; starting at epoch 1", resume_from)
+        return loop
+    model.load_state_dict(saved.model)
+    optimizer.load_state_dict(saved.optimizer)
+    loop.rng.bit_generator.state = saved.numpy_rng
+    torch.set_rng_state(saved.torch_rng)
+    history = saved.history
+    loop.history = History(history["epochs"], history["best_epoch"], history["best_metric"], history["seconds"])
+    loop.best_state, loop.stale, loop.epoch, loop.finished = saved.best_model, saved.stale, saved.epoch, saved.finished
+    loop.earlier_seconds = history["seconds"]
+    what = "training had already finished" if saved.finished else "resuming"
+    log.info("%s after epoch %d (best epoch %d), from %s", what, saved.epoch, loop.history.best_epoch, resume_from)
+    return loop
+
+
+def _snapshot(
+    model: Recommender, data: PreparedData, config: TrainConfig, loop: _Loop, seconds: float
+) -> TrainingState:
+    """The state after ``loop.epoch`` epochs (tensors are copied when written)."""
+    return TrainingState(
+        identity=run_identity(model, data, config),
+        epoch=loop.epoch,
+        finished=loop.finished,
+        model=model.state_dict(),
+        best_model=loop.best_state,
+        optimizer=loop.optimizer.state_dict(),
+        numpy_rng=dict(loop.rng.bit_generator.state),
+        torch_rng=torch.get_rng_state(),
+        history=loop.history.as_dict() | {"seconds": loop.earlier_seconds + seconds},
+        stale=loop.stale,
+    )
+
+
+def _validate(model: Recommender, data: PreparedData, config: TrainConfig, loop: _Loop, record: dict[str, Any]) -> None:
+    """Every ``eval_every`` epochs and at the last one, score the validation split and keep the
+    best weights. The first validation always counts as best: untrained weights never win."""
+    if not len(data.valid):  # nothing to choose by: the last epoch is the best
+        loop.history.best_epoch, loop.best_state = loop.epoch, model.state_dict()
+        return
+    if loop.epoch % config.eval_every and loop.epoch < config.epochs:
+        return
+    k = int(config.metric.split("@")[1])
+    value = evaluate_full(model, data, "valid", ks=(k,)).metrics[config.metric]
+    record[f"valid_{config.metric}"] = value
+    if loop.history.best_epoch == 0 or value > loop.history.best_metric:
+        loop.history.best_epoch, loop.history.best_metric, loop.stale = loop.epoch, value, 0
+        loop.best_state = copy.deepcopy(model.state_dict())
+    else:
+        loop.stale += 1
 
 
 def _train_epoch(
@@ -115,26 +211,30 @@ def _train_epoch(
     data: PreparedData,
     config: TrainConfig,
     positives: PositiveSet,
-    optimizer: torch.optim.Optimizer,
-    rng: np.random.Generator,
+    loop: _Loop,
     show_progress: bool,
-    epoch: int,
 ) -> float:
     """One pass over the training positives in a fresh random order; returns the mean loss."""
     model.train()
-    order = rng.permutation(len(data.train))
+    order = loop.rng.permutation(len(data.train))
     users_all, items_all = data.train.users[order], data.train.items[order]
-    negatives_all = sample_negatives(users_all, config.n_negatives, positives, rng)
+    negatives_all = sample_negatives(users_all, config.n_negatives, positives, loop.rng)
     starts = range(0, len(order), config.batch_size)
-    total, bar = 0.0, tqdm(starts, desc=f"epoch {epoch}", leave=False, disable=not show_progress, unit="batch")
-    for start in bar:
+    bar = progress_bar(starts, enabled=show_progress, desc=f"epoch {loop.epoch}", leave=False, unit="batch")
+    ticker = ProgressLog(log, f"epoch {loop.epoch}", len(starts), "batches", bar, enabled=show_progress)
+    total = 0.0
+    for index, start in enumerate(bar, start=1):
         batch = slice(start, start + config.batch_size)
         users, pos = torch.as_tensor(users_all[batch]), torch.as_tensor(items_all[batch])
         pos_scores, neg_scores, penalty = model.triplet_scores(users, pos, torch.as_tensor(negatives_all[batch]))
         loss = bpr_loss(pos_scores, neg_scores) + penalty
-        optimizer.zero_grad(set_to_none=True)
+        value = float(loss.detach())
+        if not math.isfinite(value):  # stop before the step spreads NaN into every weight
+            raise TrainingDivergedError(loop.epoch, index, len(starts), value, config.learning_rate)
+        loop.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        optimizer.step()
-        total += float(loss.detach()) * len(users)
-        bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
+        loop.optimizer.step()
+        total += value * len(users)
+        bar.set_postfix(loss=f"{value:.4f}")
+        ticker.update(index)
     return total / len(order)

@@ -18,6 +18,7 @@ from jifr.data.filtering import k_core_mask
 from jifr.data.prepare import PrepareConfig, prepare_dataset
 from jifr.data.prepared import PreparedData, load_prepared
 from jifr.data.splits import SplitConfig
+from jifr.outputs import OutputError
 
 KEEP_ALL = PrepareConfig(min_user_interactions=1, min_item_interactions=1)
 
@@ -214,14 +215,17 @@ def test_fingerprint_stable_and_seed_sensitive(tiny: PreparedData, tiny_dir: Pat
     np.testing.assert_array_equal(reseeded.frames.features, tiny.frames.features)
 
 
-def test_prepare_replaces_an_earlier_output(handmade_dir: Path, tmp_path: Path) -> None:
+def test_prepare_replaces_an_earlier_output_only_when_forced(handmade_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "prepared"
-    out.mkdir()
+    first = prepare_dataset(handmade_dir, out, KEEP_ALL)
     (out / "stale.txt").write_text("from an earlier run")
-    data = prepare_dataset(handmade_dir, out, KEEP_ALL)
+    with pytest.raises(OutputError, match="already holds a jifr prepared output; pass --force"):
+        prepare_dataset(handmade_dir, out, KEEP_ALL)
+    assert (out / "stale.txt").exists()
+    data = prepare_dataset(handmade_dir, out, KEEP_ALL, force=True)
     assert not (out / "stale.txt").exists()
-    assert not (tmp_path / "prepared.partial").exists()
-    assert load_prepared(out).fingerprint == data.fingerprint
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["handmade", "prepared"]  # no temporary left
+    assert load_prepared(out).fingerprint == data.fingerprint == first.fingerprint
 
 
 # --- k-core against a brute-force reference ------------------------------------------------------

@@ -38,6 +38,7 @@ from jifr.datasets.movielens import (
     dataset_statistics,
 )
 from jifr.errors import DataError
+from jifr.outputs import OutputError
 
 real_data = pytest.mark.real_data
 N_POSTERS = 1_663
@@ -269,10 +270,24 @@ def test_bundles_are_more_genre_coherent_than_random(bundles_dir: Path, raw: dic
 
 
 @real_data
-def test_refuses_to_leave_stale_tables(mirror: Path, bundles_dir: Path) -> None:
-    # a posters build would leave the bundles' frame_likes.csv behind, pointing at b<k> items
-    with pytest.raises(FileExistsError, match="frame_likes.csv"):
+def test_refuses_to_overwrite_an_earlier_build(mirror: Path, bundles_dir: Path) -> None:
+    # a build never mixes with an earlier one (stale frame_likes.csv would point at b<k> items)
+    before = sorted(p.name for p in bundles_dir.iterdir())
+    with pytest.raises(OutputError, match="already holds a jifr dataset output; pass --force"):
         build_movielens_100k_posters(mirror, bundles_dir)
+    assert sorted(p.name for p in bundles_dir.iterdir()) == before
+
+
+@real_data
+def test_refuses_a_foreign_directory_and_the_mirror(mirror: Path, tmp_path: Path) -> None:
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep me")
+    with pytest.raises(OutputError, match="was not written by jifr"):
+        build_movielens_bundles(mirror, foreign, force=True)
+    assert (foreign / "notes.txt").read_text() == "keep me"
+    with pytest.raises(OutputError, match="holds, the input"):
+        build_movielens_100k_posters(mirror, mirror.parent, force=True)
 
 
 # ---------------------------------------------------------------- pure pieces
@@ -369,13 +384,13 @@ def test_cli_posters(cli: typer.Typer, mirror: Path, tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, [*arguments, "--mirror", str(mirror)])
     assert result.exit_code == 0 and "1663 items" in result.output
     result = CliRunner().invoke(cli, [*arguments, "--mirror", str(mirror), "--bundle-size", "5"])
-    assert result.exit_code == 1 and "does not apply" in result.output
+    assert result.exit_code == 2 and "does not apply" in result.output
 
 
 def test_cli_missing_mirror_fails_cleanly(cli: typer.Typer, tmp_path: Path) -> None:
     arguments = ["datasets", "build", "movielens-bundles", "--out", str(tmp_path / "o")]
     result = CliRunner().invoke(cli, [*arguments, "--mirror", str(tmp_path / "nowhere")])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "mirror not found" in result.output and "--mirror" in result.output
     assert "Traceback" not in result.output
     assert isinstance(result.exception, SystemExit)  # a clean exit, not an uncaught error
@@ -384,4 +399,4 @@ def test_cli_missing_mirror_fails_cleanly(cli: typer.Typer, tmp_path: Path) -> N
 
 def test_cli_unknown_dataset(cli: typer.Typer, tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["datasets", "build", "nope", "--out", str(tmp_path)])
-    assert result.exit_code == 1 and "movielens-bundles" in result.output
+    assert result.exit_code == 2 and "movielens-bundles" in result.output

@@ -21,6 +21,7 @@ from jifr.features import (
     images_from_directory,
 )
 from jifr.features.images import load_rgb
+from jifr.outputs import OutputError
 
 Frames = list[tuple[str, Path]]
 
@@ -49,6 +50,7 @@ def test_writes_the_npy_and_ids_store(clean_run: ExtractResult, photo_frames: Fr
     assert store.values.shape == (7, 1280)
     assert store.values.dtype == np.float32
     assert sorted(p.name for p in clean_run.features_path.parent.iterdir()) == [
+        "frame_features.extract.json",  # the record that jifr wrote this store
         "frame_features.ids.txt",
         "frame_features.npy",
     ]
@@ -226,6 +228,15 @@ def test_existing_store_is_not_overwritten_silently(photo_frames: Frames, lite0:
         run(photo_frames[:2], tmp_path, lite0)
     assert run(photo_frames[:1], tmp_path, lite0, overwrite=True).n_written == 1
     assert np.load(tmp_path / "frame_features.npy").shape == (1, 1280)
+
+
+def test_a_foreign_store_is_never_replaced(photo_frames: Frames, lite0: ImageEncoder, tmp_path: Path) -> None:
+    mine = np.ones((2, 3), dtype=np.float32)
+    np.save(tmp_path / "frame_features.npy", mine)
+    (tmp_path / "frame_features.ids.txt").write_text("a\nb\n")
+    with pytest.raises(OutputError, match="was not written by `jifr features extract`"):
+        run(photo_frames[:2], tmp_path, lite0, overwrite=True)
+    assert np.array_equal(np.load(tmp_path / "frame_features.npy"), mine)
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from jifr.data.prepared import (
 from jifr.data.raw import RawDataset, load_raw_dataset
 from jifr.data.splits import SplitConfig, split_interactions
 from jifr.errors import DataError
+from jifr.outputs import allocate_npy, staged_directory
 
 log = logging.getLogger(__name__)
 COPY_CHUNK_ROWS = 8192
@@ -44,23 +44,20 @@ class PrepareConfig:
             raise ValueError("k-core thresholds must be >= 1")
 
 
-def prepare_dataset(source: str | Path, out: str | Path, config: PrepareConfig | None = None) -> PreparedData:
-    """Validate ``source`` (docs/format.md), filter, index and split it, and save it to ``out``."""
+def prepare_dataset(
+    source: str | Path, out: str | Path, config: PrepareConfig | None = None, *, force: bool = False
+) -> PreparedData:
+    """Validate ``source`` (docs/format.md), filter, index and split it, and save it to ``out``.
+
+    ``out`` appears only when complete. It must not exist, be empty, or (with ``force``) hold an
+    earlier prepared dataset; a directory jifr did not write, or one holding ``source``, is refused.
+    """
     config = config or PrepareConfig()
-    raw = load_raw_dataset(source)
     out = Path(out)
-    tmp = out.with_name(out.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
-        data = _index_and_split(raw, config, tmp)
+    with staged_directory(out, "prepared", force=force, inputs=[source]) as staging:
+        raw = load_raw_dataset(source)
+        data = _index_and_split(raw, config, staging)
         save_prepared(data)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)  # no half-written directory left behind
-        raise
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
     data.directory = out
     data.frames.features = np.load(out / FEATURES_NAME, mmap_mode="r")
     return data
@@ -93,6 +90,12 @@ def _index_and_split(raw: RawDataset, config: PrepareConfig, out: Path) -> Prepa
     timestamps = raw.interactions["timestamp"][keep] if "timestamp" in raw.interactions else None
     frames, frame_ids, frame_columns, n_frames_dropped = _index_frames(raw, item_ids, out)
     filter_log["frames_of_removed_items"] = n_frames_dropped
+    if n_frames_dropped:
+        log.warning(
+            "%s: %d frame(s) dropped: their items have no interactions left after filtering",
+            raw.item_frames.path.name,
+            n_frames_dropped,
+        )
     likes, n_likes_dropped = _index_likes(raw, user_ids, item_ids, frame_ids, users, items)
     filter_log["frame_likes_removed"] = n_likes_dropped
     part = split_interactions(users, timestamps, config.split)
@@ -138,7 +141,7 @@ def _absolute_paths(directory: Path, paths: np.ndarray) -> np.ndarray:
 def _copy_features(source: FrameFeatures, rows: np.ndarray, path: Path) -> np.ndarray:
     """Stream ``source.values[rows]`` into a new .npy in chunks, rejecting NaN / inf."""
     values = source.values
-    target = np.lib.format.open_memmap(path, mode="w+", dtype=values.dtype, shape=(len(rows), values.shape[1]))
+    target = allocate_npy(path, (len(rows), values.shape[1]), values.dtype)
     for start in range(0, len(rows), COPY_CHUNK_ROWS):
         chunk_rows = rows[start : start + COPY_CHUNK_ROWS]
         block = np.asarray(values[np.sort(chunk_rows)])[np.argsort(np.argsort(chunk_rows))]

@@ -10,7 +10,10 @@ On disk (``jifr prepare`` writes it, every model reads it):
 
 from __future__ import annotations
 
+import contextlib
 import json
+import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -107,6 +110,9 @@ class PreparedData:
     def fingerprint(self) -> str:
         return str(self.meta["fingerprint"])
 
+    def splits(self) -> tuple[Interactions, Interactions, Interactions]:
+        return self.train, self.valid, self.test
+
     def part(self, name: str) -> Interactions:
         return {"train": self.train, "valid": self.valid, "test": self.test}[name]
 
@@ -146,24 +152,60 @@ def _read_ids(path: Path) -> np.ndarray:
 
 
 def load_prepared(directory: str | Path) -> PreparedData:
-    """Open a prepared dataset; features are memory-mapped, not read into memory."""
+    """Open a prepared dataset; features are memory-mapped, not read into memory.
+
+    A missing, truncated or inconsistent file is a DataError naming it (prepare again).
+    """
     directory = Path(directory)
-    if not (directory / META_NAME).exists():
+    if not (directory / META_NAME).is_file():
         raise DataError(directory, f"not a prepared dataset (no {META_NAME}); run 'jifr prepare' first")
-    meta = json.loads((directory / META_NAME).read_text(encoding="utf-8"))
-    with np.load(directory / ARRAYS_NAME, allow_pickle=False) as z:
+    with _damaged_file_reported(directory / META_NAME):
+        meta = json.loads((directory / META_NAME).read_text(encoding="utf-8"))
+    with _damaged_file_reported(directory / ARRAYS_NAME), np.load(directory / ARRAYS_NAME, allow_pickle=False) as z:
         arrays = {k: z[k] for k in z.files}
-    parts = {p: Interactions(arrays[f"{p}_users"], arrays[f"{p}_items"]) for p in PARTS}
-    features = np.load(directory / FEATURES_NAME, mmap_mode="r", allow_pickle=False)
-    return PreparedData(
+        parts = {p: Interactions(arrays[f"{p}_users"], arrays[f"{p}_items"]) for p in PARTS}
+        likes = FrameLikes(arrays["likes_users"], arrays["likes_items"], arrays["likes_frames"])
+    with _damaged_file_reported(directory / FEATURES_NAME):
+        features = np.load(directory / FEATURES_NAME, mmap_mode="r", allow_pickle=False)
+    ids = {}
+    for name in ("users", "items", "frames"):
+        with _damaged_file_reported(directory / f"{name}.txt"):
+            ids[name] = _read_ids(directory / f"{name}.txt")
+    data = PreparedData(
         directory=directory,
-        user_ids=_read_ids(directory / "users.txt"),
-        item_ids=_read_ids(directory / "items.txt"),
-        frame_ids=_read_ids(directory / "frames.txt"),
+        user_ids=ids["users"],
+        item_ids=ids["items"],
+        frame_ids=ids["frames"],
         frames=ItemFrames(arrays["item_frame_indptr"], features),
         train=parts["train"],
         valid=parts["valid"],
         test=parts["test"],
-        likes=FrameLikes(arrays["likes_users"], arrays["likes_items"], arrays["likes_frames"]),
+        likes=likes,
         meta=meta,
     )
+    _check_sizes(data)
+    return data
+
+
+@contextlib.contextmanager
+def _damaged_file_reported(path: Path) -> Iterator[None]:
+    try:
+        yield
+    except FileNotFoundError:
+        raise DataError(path, "missing from the prepared dataset; run 'jifr prepare' again") from None
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
+        raise DataError(path, f"damaged prepared file ({exc}); run 'jifr prepare' again") from None
+
+
+def _check_sizes(data: PreparedData) -> None:
+    """The counts that every model relies on agree across the files."""
+    problems = []
+    if data.frames.features.ndim != 2 or data.frames.features.shape[0] != len(data.frame_ids):
+        problems.append(f"{FEATURES_NAME} has shape {data.frames.features.shape} for {len(data.frame_ids)} frames")
+    if len(data.frames.indptr) != data.n_items + 1 or int(data.frames.indptr[-1]) != len(data.frame_ids):
+        problems.append("the item->frame index does not match items.txt and frames.txt")
+    if any(len(p) and (p.users.max() >= data.n_users or p.items.max() >= data.n_items) for p in data.splits()):
+        problems.append("an interaction refers to a user or item beyond users.txt or items.txt")
+    if problems:
+        problem = f"inconsistent prepared dataset: {'; '.join(problems)}; run 'jifr prepare' again"
+        raise DataError(data.directory, problem)

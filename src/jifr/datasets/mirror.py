@@ -12,7 +12,6 @@ MovieLens may not be redistributed, so nothing read from here is ever committed 
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import shutil
@@ -25,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from jifr.errors import DataError
+from jifr.outputs import sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -92,15 +92,6 @@ def find_mirror(mirror: str | Path | None = None) -> Path:
         f"holding '{MIRROR_DIRNAME}/u.data', 'u.item' and 'posters/'. Pass it with --mirror PATH "
         f"(or mirror=PATH), or set {MIRROR_ENV_VAR}=PATH."
     )
-
-
-def sha256_file(path: Path) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def verify_checksums(dataset_dir: Path) -> None:

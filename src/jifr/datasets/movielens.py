@@ -36,6 +36,7 @@ from threadpoolctl import threadpool_limits
 
 import jifr
 from jifr.datasets.mirror import ML100K_SHA256, MovieLens100K, load_movielens_100k
+from jifr.outputs import staged_directory
 
 logger = logging.getLogger(__name__)
 
@@ -90,20 +91,21 @@ class BundleConfig:
 # ---------------------------------------------------------------- builders
 
 
-def build_movielens_100k_posters(mirror: str | Path | None, out_dir: str | Path) -> Path:
+def build_movielens_100k_posters(mirror: str | Path | None, out_dir: str | Path, *, force: bool = False) -> Path:
     """Write the movie benchmark (users x movies, one poster frame per movie) to ``out_dir``.
 
     Movies without a poster are dropped with their ratings (counted in meta.json and logged).
-    Returns ``out_dir``.
+    ``out_dir`` must be new or empty, or (with ``force``) an earlier jifr dataset, which is
+    replaced whole; it appears only when complete. Returns ``out_dir``.
     """
     data = load_movielens_100k(mirror)
-    out = _prepare(out_dir, _MOVIE_FILES)
-    ratings, dropped = _drop_movies_without_poster(data)
-    ratings = ratings[np.lexsort((ratings[:, 1], ratings[:, 3], ratings[:, 0]))]
-    _write_interactions(out, ratings[:, 0], [movie_key(m) for m in ratings[:, 1]], ratings[:, 3])
-    _write_movie_tables(out, data)
-    _write_meta(out, POSTERS_BUILDER, {}, None, data, dropped, {})
-    return out
+    with staged_directory(out_dir, "dataset", force=force, inputs=[data.dataset_dir]) as out:
+        ratings, dropped = _drop_movies_without_poster(data)
+        ratings = ratings[np.lexsort((ratings[:, 1], ratings[:, 3], ratings[:, 0]))]
+        _write_interactions(out, ratings[:, 0], [movie_key(m) for m in ratings[:, 1]], ratings[:, 3])
+        _write_movie_tables(out, data)
+        _write_meta(out, POSTERS_BUILDER, {}, None, data, dropped, {})
+    return Path(out_dir)
 
 
 def build_movielens_bundles(
@@ -116,6 +118,8 @@ def build_movielens_bundles(
     n_components: int = 32,
     n_clusters: int = 40,
     seed: int = 0,
+    *,
+    force: bool = False,
 ) -> Path:
     """Write the key-frame benchmark (users x bundles of related movies, posters as frames).
 
@@ -125,22 +129,23 @@ def build_movielens_bundles(
     with ``seed`` and cut evenly into bundles of about ``bundle_size``; bundle ids are shuffled
     too, so they carry no order. A user interacts with a bundle when they rated one of its
     movies (timestamp: earliest such rating) and likes the posters of the movies they rated
-    ``>= like_threshold`` (``frame_likes``, evaluation only). Returns ``out_dir``.
+    ``>= like_threshold`` (``frame_likes``, evaluation only). ``out_dir`` is written as by
+    ``build_movielens_100k_posters``. Returns ``out_dir``.
     """
     config = BundleConfig(bundle_size, min_bundle, max_bundle, like_threshold, n_components, n_clusters, seed=seed)
     data = load_movielens_100k(mirror)
-    out = _prepare(out_dir, (*_MOVIE_FILES, "frame_likes.csv"))
     ratings, dropped = _drop_movies_without_poster(data)
     movies = np.array(sorted(data.posters), dtype=np.int64)
     column = np.searchsorted(movies, ratings[:, 1])
     labels = cluster_movies(_user_movie_matrix(ratings[:, 0], column, movies.size), config)
     bundles = cut_into_bundles(labels, config, np.random.default_rng(config.seed))
-    _write_bundle_tables(out, data, movies, bundles)
-    bundle_of_rating = _bundle_of_movie(bundles, movies.size)[column]
-    _write_bundle_interactions(out, ratings, bundle_of_rating, config.like_threshold)
-    extra = {"n_clusters_used": int(labels.max()) + 1, "n_bundles": len(bundles)}
-    _write_meta(out, BUNDLES_BUILDER, asdict(config), config.seed, data, dropped, extra)
-    return out
+    with staged_directory(out_dir, "dataset", force=force, inputs=[data.dataset_dir]) as out:
+        _write_bundle_tables(out, data, movies, bundles)
+        bundle_of_rating = _bundle_of_movie(bundles, movies.size)[column]
+        _write_bundle_interactions(out, ratings, bundle_of_rating, config.like_threshold)
+        extra = {"n_clusters_used": int(labels.max()) + 1, "n_bundles": len(bundles)}
+        _write_meta(out, BUNDLES_BUILDER, asdict(config), config.seed, data, dropped, extra)
+    return Path(out_dir)
 
 
 def _write_movie_tables(out: Path, data: MovieLens100K) -> None:
@@ -289,25 +294,6 @@ def _drop_movies_without_poster(data: MovieLens100K) -> tuple[np.ndarray, dict[s
         dropped["interactions"],
     )
     return data.ratings[has_poster], dropped
-
-
-def _prepare(out_dir: str | Path, writes: Sequence[str]) -> Path:
-    """Create ``out_dir``; refuse one holding dataset tables that this build would not replace.
-
-    A stale ``frame_likes`` or a second ``interactions`` format would make the directory
-    inconsistent, so such a directory must be emptied first (frame features are left alone).
-    """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    stale = sorted(
-        path.name
-        for stem in _DATASET_TABLES
-        for path in (out / f"{stem}{suffix}" for suffix in _TABLE_SUFFIXES)
-        if path.is_file() and path.name not in writes
-    )
-    if stale:
-        raise FileExistsError(f"{out} holds tables this build would not replace: {stale}")
-    return out
 
 
 def _write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[object]]) -> None:

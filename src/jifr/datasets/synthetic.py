@@ -38,6 +38,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from jifr.outputs import allocate_npy, staged_directory
+
 logger = logging.getLogger(__name__)
 
 USER_BLOCK = 512  # users whose (block, n_items) utility matrix is held at once
@@ -455,20 +457,21 @@ def _write_tables(data: SyntheticDataset, out_dir: Path) -> None:
 def _write_features(data: SyntheticDataset, path: Path) -> None:
     """Stream (L, D) features block by block into a ``.npy`` memory map."""
     shape = (data.n_frames, data.config.feature_dim)
-    out = np.lib.format.open_memmap(path, mode="w+", dtype=data.config.feature_dtype, shape=shape)
+    out = allocate_npy(path, shape, data.config.feature_dtype)
     for start, block in data.feature_blocks():
         out[start : start + len(block)] = block
     out.flush()
     del out
 
 
-def write_dataset(source: SyntheticConfig | SyntheticDataset, out_dir: str | Path) -> Path:
-    """Write a dataset directory in the format of docs/format.md; returns ``out_dir``."""
+def write_dataset(source: SyntheticConfig | SyntheticDataset, out_dir: str | Path, *, force: bool = False) -> Path:
+    """Write a dataset directory in the format of docs/format.md; returns ``out_dir``.
+
+    ``out_dir`` must be new or empty (or, with ``force``, an earlier jifr dataset); it appears
+    only when complete.
+    """
     data = source if isinstance(source, SyntheticDataset) else generate(source)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    _write_tables(data, out_dir)
-    _write_features(data, out_dir / "frame_features.npy")
     counts = {
         "users": data.config.n_users,
         "items": data.config.n_items,
@@ -476,13 +479,18 @@ def write_dataset(source: SyntheticConfig | SyntheticDataset, out_dir: str | Pat
         "interactions": len(data.user),
         "frame_likes": len(data.like_user),
     }
-    meta = {"builder": "synthetic", "seed": data.config.seed, "config": data.config.to_dict()}
-    (out_dir / "meta.json").write_text(json.dumps({**meta, "counts": counts}, indent=2) + "\n")
+    with staged_directory(out_dir, "dataset", force=force) as staging:
+        _write_tables(data, staging)
+        _write_features(data, staging / "frame_features.npy")
+        meta = {"builder": "synthetic", "seed": data.config.seed, "config": data.config.to_dict()}
+        (staging / "meta.json").write_text(json.dumps({**meta, "counts": counts}, indent=2) + "\n")
     logger.info("wrote synthetic dataset to %s: %s", out_dir, counts)
     return out_dir
 
 
-def write_synthetic(preset_or_config: str | SyntheticConfig, out_dir: str | Path, seed: int | None = None) -> Path:
+def write_synthetic(
+    preset_or_config: str | SyntheticConfig, out_dir: str | Path, seed: int | None = None, *, force: bool = False
+) -> Path:
     """Write a preset (``"tiny"``, ``"small"``, ``"paper"``) or a config, optionally reseeded."""
     if isinstance(preset_or_config, str):
         if preset_or_config not in PRESETS:
@@ -490,4 +498,4 @@ def write_synthetic(preset_or_config: str | SyntheticConfig, out_dir: str | Path
         preset_or_config = PRESETS[preset_or_config]
     if seed is not None:
         preset_or_config = dataclasses.replace(preset_or_config, seed=seed)
-    return write_dataset(preset_or_config, out_dir)
+    return write_dataset(preset_or_config, out_dir, force=force)

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from jifr.errors import DataError
-from jifr.features.encoders import DEFAULT_ENCODER, ENCODERS, EncoderUnavailableError
-from jifr.features.extract import ExtractResult, extract_features
-from jifr.features.inputs import images_from_path
+from jifr.features.names import DEFAULT_ENCODER, ENCODER_NAMES
+
+if TYPE_CHECKING:
+    from jifr.features.extract import ExtractResult
 
 features_app = typer.Typer(
     help="Encode images into a frame-feature store (frame_features.npy + .ids.txt).",
@@ -19,8 +20,8 @@ features_app = typer.Typer(
 
 
 def _known_encoder(name: str) -> str:
-    if name not in ENCODERS:
-        raise typer.BadParameter(f"unknown encoder {name!r}; choose one of: {', '.join(ENCODERS)}")
+    if name not in ENCODER_NAMES:
+        raise typer.BadParameter(f"unknown encoder {name!r}; choose one of: {', '.join(ENCODER_NAMES)}")
     return name
 
 
@@ -48,7 +49,7 @@ def extract(
     encoder: Annotated[
         str,
         typer.Option(
-            help=f"Image encoder: {', '.join(ENCODERS)}. vgg19-fc7 (4096-d, as in the paper) "
+            help=f"Image encoder: {', '.join(ENCODER_NAMES)}. vgg19-fc7 (4096-d, as in the paper) "
             "needs torchvision and its weights.",
             callback=_known_encoder,
         ),
@@ -75,12 +76,17 @@ def extract(
     device: Annotated[str, typer.Option(help="Torch device, e.g. cpu or cuda.")] = "cpu",
     workers: Annotated[int, typer.Option(min=1, help="Threads that decode images.")] = 2,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a finished store in --out.")] = False,
+    progress: Annotated[bool, typer.Option(help="Progress bar on a terminal (log lines otherwise).")] = True,
 ) -> None:
     """Encode every image of INPUT into --out, resuming an interrupted run of the same command.
 
     Unreadable images stop the run before encoding starts, with the list of files and
     reasons (exit code 2), unless --skip-bad is given.
     """
+    from jifr.features.encoders import EncoderUnavailableError
+    from jifr.features.extract import extract_features
+    from jifr.features.inputs import images_from_path
+
     try:
         result = extract_features(
             images_from_path(input_path),
@@ -94,10 +100,16 @@ def extract(
             device=device,
             allow_download=allow_download,
             overwrite=overwrite,
+            show_progress=progress,
         )
     except (DataError, EncoderUnavailableError, FileExistsError) as error:
         typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(2) from error
+        raise typer.Exit(2) from None
+    except OSError as error:  # an unreadable folder, a full disk
+        from jifr.outputs import describe_os_error
+
+        typer.echo(f"error: {describe_os_error(error)}", err=True)
+        raise typer.Exit(2) from None
     except KeyboardInterrupt as error:
         typer.echo("interrupted: run the same command again to resume", err=True)
         raise typer.Exit(130) from error

@@ -34,6 +34,8 @@ from jifr.features.encoders import DEFAULT_ENCODER, ImageEncoder, build_encoder
 from jifr.features.images import describe_failure, load_rgb, probe_image
 from jifr.features.inputs import FrameImage
 from jifr.features.store import ExtractProgress, FeatureStoreWriter
+from jifr.outputs import OutputError
+from jifr.progress import ProgressLog, progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -141,7 +143,8 @@ def extract_features(
             fails at once rather than hours in (with `skip_bad`, they are known up front).
         workers: threads that decode images.
         weights_path, device, allow_download: passed to the encoder when built by name.
-        overwrite: replace a finished store in `out_dir`; otherwise that is an error.
+        overwrite: replace a finished store that this function wrote in `out_dir`; otherwise
+            that is an error. A store it did not write is never replaced.
         callback: called with the progress after each batch is safely written.
 
     Raises:
@@ -157,6 +160,9 @@ def extract_features(
     store = FeatureStoreWriter(out_dir, stem)
     if store.finished_exists() and not overwrite:
         raise FileExistsError(f"{store.features_path} already exists (pass overwrite=True, --overwrite)")
+    if store.finished_exists() and not store.written_by_jifr():
+        problem = "was not written by `jifr features extract`; refusing to replace it (choose another --out)"
+        raise OutputError(store.features_path, problem)
     if isinstance(encoder, str):
         options = {"weights_path": weights_path, "device": device, "allow_download": allow_download}
         encoder = build_encoder(encoder, **options)
@@ -241,7 +247,8 @@ def _check_decodable(job: _Job, start: int) -> None:
     """Decode-check inputs `start`...: raise BadImagesError, or note them for skipping."""
     frames = job.frames
     logger.info("checking that %d image files decode", len(frames) - start)
-    bar = tqdm(total=len(frames) - start, desc="check", unit="img", disable=not job.show_progress)
+    bar = _progress_bar(job, total=len(frames) - start, desc="check")
+    ticker = ProgressLog(logger, "checked", len(frames) - start, "images", bar, enabled=job.show_progress)
     with bar:
         # In chunks, so that a million files do not become a million pending futures.
         for chunk in range(start, len(frames), _PROBE_CHUNK):
@@ -251,6 +258,7 @@ def _check_decodable(job: _Job, start: int) -> None:
                 if reason is not None:
                     job.known_bad[index] = BadImage(*frames[index], reason)
             bar.update(len(indices))
+            ticker.update(indices.stop - start)
     if job.known_bad and not job.skip_bad:
         raise BadImagesError(list(job.known_bad.values()))
     if job.known_bad:
@@ -264,13 +272,8 @@ def _encode_all(job: _Job, progress: ExtractProgress) -> ExtractProgress:
         (start, min(start + job.batch_size, n_inputs)) for start in range(progress.next_input, n_inputs, job.batch_size)
     ]
     job.store.open_rows(progress, job.encoder.dim, job.storage)
-    bar = tqdm(
-        total=n_inputs,
-        initial=progress.next_input,
-        desc=f"encode ({job.encoder.name})",
-        unit="img",
-        disable=not job.show_progress,
-    )
+    bar = _progress_bar(job, total=n_inputs, initial=progress.next_input, desc=f"encode ({job.encoder.name})")
+    ticker = ProgressLog(logger, "encoded", n_inputs, "images", bar, enabled=job.show_progress)
     try:
         with _deterministic_torch():
             for batch in _decoded_batches(job, spans):
@@ -278,12 +281,17 @@ def _encode_all(job: _Job, progress: ExtractProgress) -> ExtractProgress:
                     raise BadImagesError(batch.bad, note=f" ({progress.rows} finished rows kept)")
                 progress = _write_batch(job, batch, progress)
                 bar.update(batch.stop - batch.start)
+                ticker.update(batch.stop)
                 if job.callback is not None:
                     job.callback(progress)
     finally:
         bar.close()
         job.store.close()
     return progress
+
+
+def _progress_bar(job: _Job, total: int, desc: str, initial: int = 0) -> tqdm:
+    return progress_bar(total=total, initial=initial, desc=desc, unit="img", enabled=job.show_progress)
 
 
 def _write_batch(job: _Job, batch: _Batch, progress: ExtractProgress) -> ExtractProgress:

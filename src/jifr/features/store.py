@@ -21,6 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
+import jifr
+from jifr.outputs import allocate_npy, reports_full_disk, write_json_atomic
+
 logger = logging.getLogger(__name__)
 
 _PROGRESS_FORMAT = 1
@@ -55,11 +58,20 @@ class FeatureStoreWriter:
         self.ids_path = self.out_dir / f"{stem}.ids.txt"
         self.partial_path = self.out_dir / f"{stem}.partial.npy"
         self.progress_path = self.out_dir / f"{stem}.progress.json"
+        self.record_path = self.out_dir / f"{stem}.extract.json"  # written last: jifr made this store
         self._rows: np.memmap | None = None
 
     def finished_exists(self) -> bool:
         """True when a completed store (either final file) is already there."""
         return self.features_path.exists() or self.ids_path.exists()
+
+    def written_by_jifr(self) -> bool:
+        """True when the store there was completed by this writer (its record file says so)."""
+        try:
+            record = json.loads(self.record_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return False
+        return isinstance(record, dict) and record.get("written_by") == "jifr features extract"
 
     def resume(self, fingerprint: str, n_inputs: int, dim: int, dtype: np.dtype) -> ExtractProgress:
         """The progress of an earlier run with the same fingerprint, else a fresh start (logged)."""
@@ -86,7 +98,7 @@ class FeatureStoreWriter:
             self._rows = np.lib.format.open_memmap(self.partial_path, mode="r+")
             return
         shape = (progress.n_inputs, dim)
-        self._rows = np.lib.format.open_memmap(self.partial_path, mode="w+", dtype=dtype, shape=shape)
+        self._rows = allocate_npy(self.partial_path, shape, dtype)
         self.commit(progress)
 
     def write_rows(self, start: int, values: np.ndarray) -> None:
@@ -111,9 +123,17 @@ class FeatureStoreWriter:
         if progress.rows < progress.n_inputs:
             _truncate_npy_rows(self.partial_path, progress.rows)
         ids_partial = self.ids_path.with_name(self.ids_path.name + ".partial")
-        ids_partial.write_text("".join(f"{frame_id}\n" for frame_id in frame_ids), encoding="utf-8")
+        with reports_full_disk(self.ids_path):
+            ids_partial.write_text("".join(f"{frame_id}\n" for frame_id in frame_ids), encoding="utf-8")
+            for path in (self.partial_path, ids_partial):
+                fd = os.open(path, os.O_RDONLY)
+                os.fsync(fd)
+                os.close(fd)
+        # Both files are durable before either takes its final name.
         os.replace(self.partial_path, self.features_path)
         os.replace(ids_partial, self.ids_path)
+        record = {"written_by": "jifr features extract", "fingerprint": progress.fingerprint, "rows": progress.rows}
+        write_json_atomic(self.record_path, record | {"jifr_version": jifr.__version__})
         self.progress_path.unlink(missing_ok=True)
 
     def _opened(self) -> np.memmap:
