@@ -41,7 +41,7 @@ def test_prepare_train_evaluate_recommend(tiny_dir: Path, tmp_path: Path) -> Non
     assert code == 0, out
     assert "item_paper" in out and "item_full" in out and "keyframe" in out
     saved = json.loads((tmp_path / "run" / "results.json").read_text())
-    assert set(saved["results"]) == {"item_paper", "item_full", "keyframe"}
+    assert set(saved["results"]) == {"item_paper", "item_full", "keyframe", "attention"}
     assert (
         saved["data_fingerprint"] == description["data"]["fingerprint"] and saved["seed"] == 0 and saved["jifr_version"]
     )

@@ -204,7 +204,8 @@ def train(
 def evaluate(
     run: Annotated[Path, typer.Argument(help="Run directory (from `jifr train`).")],
     protocol: Annotated[
-        list[str] | None, typer.Option(help="item_paper, item_full, keyframe; repeatable (default: all that apply).")
+        list[str] | None,
+        typer.Option(help="item_paper, item_full, keyframe, keyframe_exposed; repeatable (default: all that apply)."),
     ] = None,
     part: Annotated[str, typer.Option(help="test or valid.")] = "test",
     repeats: Annotated[int, typer.Option(help="Repeats of the sampled protocol.")] = 10,

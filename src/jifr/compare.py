@@ -25,8 +25,8 @@ import numpy as np
 from jifr.checkpoint import save_checkpoint
 from jifr.data.prepare import PrepareConfig, prepare_dataset
 from jifr.data.prepared import PreparedData
-from jifr.evaluate import ProtocolResult, random_keyframe_expectation
-from jifr.experiment import evaluate_model
+from jifr.evaluate import ProtocolResult, random_keyframe_expectation, random_keyframe_exposed_expectation
+from jifr.experiment import evaluate_model, has_exposures
 from jifr.models import MODELS, ModelInputs, build_model, model_config
 from jifr.models.diagnostic import MeanUserFrames
 from jifr.models.reference import FrameLikePopularity
@@ -60,7 +60,21 @@ PAIRS = (
     ("jifr_na", RND_ANALYTIC),
     ("jifr", RND_ANALYTIC),
 )
-HEADLINE = (("item_paper", "NDCG@10"), ("item_full", "NDCG@10"), ("keyframe", "HR@1"), ("keyframe", "NDCG@3"))
+ATTENTION_COLUMNS = [
+    ("attention", "alpha_entropy_ratio"),
+    ("attention", "alpha_max"),
+    ("attention", "alpha_uniform_max"),
+    ("attention", "alpha_logit_spread"),
+    ("attention", "beta_visual_mean"),
+    ("attention", "beta_visual_std"),
+]
+HEADLINE = (
+    ("item_paper", "NDCG@10"),
+    ("item_full", "NDCG@10"),
+    ("keyframe", "HR@1"),
+    ("keyframe", "NDCG@3"),
+    ("keyframe_exposed", "HR@1"),
+)
 
 
 @dataclass(frozen=True)
@@ -227,12 +241,16 @@ def _finished_run(path: Path, wanted: dict[str, Any], fingerprint: str, mean_use
 
 def _references(seed: int, data: PreparedData, part: str) -> list[RunRecord]:
     started = time.perf_counter()
-    (frame_pop,) = evaluate_model(FrameLikePopularity(data), data, ["keyframe"], part=part)
+    protocols = ["keyframe", "keyframe_exposed"] if has_exposures(data) else ["keyframe"]
+    frame_pop = evaluate_model(FrameLikePopularity(data), data, protocols, part=part)
     seconds = time.perf_counter() - started
     rnd = {"keyframe": random_keyframe_expectation(data, part)}
+    if has_exposures(data):
+        rnd["keyframe_exposed"] = random_keyframe_exposed_expectation(data, part)
+    popularity = {r.protocol: dict(r.metrics) for r in frame_pop}
     return [
         RunRecord(RND_ANALYTIC, seed, rnd, data_fingerprint=data.fingerprint),
-        RunRecord(FRAME_POP, seed, {"keyframe": dict(frame_pop.metrics)}, 0.0, seconds, 0, data.fingerprint),
+        RunRecord(FRAME_POP, seed, popularity, 0.0, seconds, 0, data.fingerprint),
     ]
 
 
@@ -318,6 +336,15 @@ def format_summary(summary: dict[str, Any]) -> str:
     frame_rows = [m for m, row in models.items() if "keyframe" in row]
     if frame_rows:
         lines += _table(models, frame_rows, frame_cols, timed=False) + [""]
+    exposed_cols = [("keyframe_exposed", m) for _, m in frame_cols]
+    exposed_rows = [m for m, row in models.items() if "keyframe_exposed" in row]
+    if exposed_rows:
+        lines += ["Key frames among the frames each user was exposed to:", ""]
+        lines += _table(models, exposed_rows, exposed_cols, timed=False) + [""]
+    attention_rows = [m for m, row in models.items() if "attention" in row]
+    if attention_rows:
+        lines += ["Attention (1 and 0 mean uniform content attention; a beta std of 0 means a constant beta):", ""]
+        lines += _table(models, attention_rows, ATTENTION_COLUMNS, timed=False, number=".3g") + [""]
     if summary["pairs"]:
         lines += ["| difference (per-seed, paired) | metric | mean ± std | verdict |", "| --- | --- | --- | --- |"]
         for pair in summary["pairs"]:
@@ -328,20 +355,22 @@ def format_summary(summary: dict[str, Any]) -> str:
     return "\n".join(lines).rstrip()
 
 
-def _table(models: dict[str, Any], rows: list[str], columns: list[tuple[str, str]], timed: bool) -> list[str]:
+def _table(
+    models: dict[str, Any], rows: list[str], columns: list[tuple[str, str]], timed: bool, number: str = ".4f"
+) -> list[str]:
     header = ["model"] + [f"{p} {m}" for p, m in columns] + (["train s / run", "best epochs"] if timed else [])
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     for name in rows:
         row = models[name]
-        cells = [_label(name)] + [_cell(row.get(p, {}).get(m)) for p, m in columns]
+        cells = [_label(name)] + [_cell(row.get(p, {}).get(m), number) for p, m in columns]
         if timed:
             cells += [f"{row['train_seconds']:.1f}", ", ".join(str(e) for e in row["best_epochs"])]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
 
-def _cell(value: dict[str, float] | None) -> str:
-    return f"{value['mean']:.4f} ± {value['std']:.4f}" if value else ""
+def _cell(value: dict[str, float] | None, number: str = ".4f") -> str:
+    return f"{value['mean']:{number}} ± {value['std']:{number}}" if value else ""
 
 
 def _label(name: str) -> str:

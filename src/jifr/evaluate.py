@@ -7,6 +7,11 @@
   validation) positives.
 - ``keyframe``: per held-out (user, item) pair with frame likes, the item's frames are ranked by
   the model's frame score; liked frames are the positives.
+- ``keyframe_exposed``: per held-out (user, item) pair, only the frames the user was exposed to
+  (``frame_exposures``) are ranked; liked frames are the positives. Pairs with fewer than two
+  exposed frames, or without contrast (no exposed frame liked, or all liked), are skipped and
+  counted. A frame the user never saw is not a candidate, so a model cannot score by telling
+  which frames the user saw (exposure, popularity) from which they liked (taste).
 
 Item metrics are averaged over users with at least one held-out positive; key-frame metrics over
 (user, item) pairs. Metric definitions are in ``jifr.metrics``.
@@ -29,7 +34,7 @@ from jifr.models.base import Recommender
 
 ITEM_KS = (5, 10, 15, 20, 25, 30)
 FRAME_KS = (1, 2, 3, 5)
-PROTOCOLS = ("item_paper", "item_full", "keyframe")
+PROTOCOLS = ("item_paper", "item_full", "keyframe", "keyframe_exposed")
 SCORE_BUDGET = 2**25  # user x item scores held at once
 
 
@@ -150,22 +155,87 @@ def evaluate_sampled(
 
 @dataclass
 class KeyFrameQueries:
-    """Held-out (user, item) pairs with frame likes, and the (B, F_max) mask of liked frames."""
+    """(user, item) pairs to rank frames for, with (B, F_max) masks over each item's frame slots:
+    the liked frames (positives) and the candidates (the frames ranked)."""
 
     users: Tensor
     items: Tensor
     liked: Tensor
     frame_counts: Tensor
+    candidates: Tensor
+
+    @property
+    def n_candidates(self) -> Tensor:
+        return self.candidates.sum(1)
+
+
+def _pair_grid(
+    data: PreparedData, users: np.ndarray, items: np.ndarray, frames: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The unique (user, item) pairs of (user, item, frame) triples: their keys, users, items and
+    frame counts, and the (pairs, F_max) mask of the triples' frames."""
+    pair_keys, pair_index = np.unique(users * data.n_items + items, return_inverse=True)
+    pair_users, pair_items = pair_keys // data.n_items, pair_keys % data.n_items
+    counts = np.diff(data.frames.indptr)[pair_items]
+    marked = np.zeros((len(pair_keys), int(counts.max()) if len(counts) else 0), dtype=bool)
+    marked[pair_index.ravel(), frames - data.frames.indptr[items]] = True
+    return pair_keys, pair_users, pair_items, counts, marked
 
 
 def keyframe_queries(data: PreparedData, part: str = "test") -> KeyFrameQueries:
+    """``keyframe``: held-out pairs with frame likes; every frame of the item is a candidate."""
     likes = data.likes_of(part)
-    pair_keys, pair_index = np.unique(likes.users * data.n_items + likes.items, return_inverse=True)
-    users, items = pair_keys // data.n_items, pair_keys % data.n_items
-    counts = np.diff(data.frames.indptr)[items]
-    liked = np.zeros((len(pair_keys), int(counts.max()) if len(counts) else 0), dtype=bool)
-    liked[pair_index, likes.frames - data.frames.indptr[likes.items]] = True
-    return KeyFrameQueries(*(torch.as_tensor(a) for a in (users, items, liked, counts)))
+    _, users, items, counts, liked = _pair_grid(data, likes.users, likes.items, likes.frames)
+    width = liked.shape[1]
+    candidates = np.arange(width)[None, :] < counts[:, None]
+    return KeyFrameQueries(*(torch.as_tensor(a) for a in (users, items, liked, counts, candidates)))
+
+
+def keyframe_exposed_queries(data: PreparedData, part: str = "test") -> tuple[KeyFrameQueries, dict[str, int]]:
+    """``keyframe_exposed``: held-out pairs whose exposed frames (the candidates) are at least two,
+    some but not all of them liked; and the counts of the held-out pairs skipped, by reason."""
+    exposures = data.exposures_of(part)
+    pair_keys, users, items, counts, exposed = _pair_grid(data, exposures.users, exposures.items, exposures.frames)
+    likes = data.likes_of(part)
+    like_keys = likes.users * data.n_items + likes.items
+    known = np.isin(like_keys, pair_keys)  # every like is an exposure in a checked dataset
+    liked = np.zeros_like(exposed)
+    liked[np.searchsorted(pair_keys, like_keys[known]), (likes.frames - data.frames.indptr[likes.items])[known]] = True
+    liked &= exposed
+    n_exposed, n_liked = exposed.sum(1), liked.sum(1)
+    few = n_exposed < 2
+    none_liked = ~few & (n_liked == 0)
+    all_liked = ~few & (n_liked == n_exposed)
+    keep = ~(few | none_liked | all_liked)
+    n_held_out = len(np.unique(data.part(part).users * data.n_items + data.part(part).items))
+    skipped = {
+        "pairs_held_out": n_held_out,
+        # held-out pairs without any exposure count here too
+        "skipped_fewer_than_2_exposed": int(few.sum()) + n_held_out - len(pair_keys),
+        "skipped_no_exposed_frame_liked": int(none_liked.sum()),
+        "skipped_all_exposed_frames_liked": int(all_liked.sum()),
+    }
+    arrays = (users[keep], items[keep], liked[keep], counts[keep], exposed[keep])
+    return KeyFrameQueries(*(torch.as_tensor(a) for a in arrays)), skipped
+
+
+def _rank_frames(model: Recommender, q: KeyFrameQueries, ks: tuple[int, ...], batch: int) -> dict[str, float]:
+    """Mean HR@K / NDCG@K over the queries, ranking each query's candidate frames."""
+    sums: dict[str, float] = {}
+    for start in range(0, len(q.users), batch):
+        b = slice(start, start + batch)
+        scores = model.score_frames(q.users[b], q.items[b])  # (B, F_max)
+        liked = q.liked[b, : scores.shape[1]]
+        # Non-candidates (padding past an item's frames, unexposed frames) are out whatever the
+        # model put there (even NaN).
+        out = ~q.candidates[b, : scores.shape[1]]
+        positive = scores.masked_fill(~liked | out, float("-inf"))
+        negative = scores.masked_fill(liked | out, float("-inf"))
+        values = hr_ndcg(pessimistic_positions(positive, negative, max(ks)), liked.sum(1), ks)
+        for name, v in values.items():
+            sums[name] = sums.get(name, 0.0) + float(v.sum())
+    n = len(q.users)
+    return {name: total / max(n, 1) for name, total in sums.items()}
 
 
 @torch.no_grad()
@@ -175,20 +245,8 @@ def evaluate_keyframes(
     """Key-frame HR@K / NDCG@K over held-out (user, item) pairs that have frame likes."""
     model.eval()
     q = keyframe_queries(data, part)
-    sums: dict[str, float] = {}
-    for start in range(0, len(q.users), batch):
-        b = slice(start, start + batch)
-        scores = model.score_frames(q.users[b], q.items[b])  # (B, F_max)
-        liked = q.liked[b, : scores.shape[1]]
-        # Slots past an item's frames are padding whatever the model put there (even NaN).
-        padding = torch.arange(scores.shape[1])[None, :] >= q.frame_counts[b][:, None]
-        positive = scores.masked_fill(~liked | padding, float("-inf"))
-        negative = scores.masked_fill(liked | padding, float("-inf"))
-        values = hr_ndcg(pessimistic_positions(positive, negative, max(ks)), liked.sum(1), ks)
-        for name, v in values.items():
-            sums[name] = sums.get(name, 0.0) + float(v.sum())
+    metrics = _rank_frames(model, q, ks, batch)
     n = len(q.users)
-    metrics = {name: total / max(n, 1) for name, total in sums.items()}
     all_liked = int((q.liked.sum(1) == q.frame_counts).sum())
     details = {
         "part": part,
@@ -196,6 +254,37 @@ def evaluate_keyframes(
         "mean_frames": float(q.frame_counts.double().mean()) if n else 0.0,
     }
     return ProtocolResult("keyframe", metrics, {}, n, details)
+
+
+@torch.no_grad()
+def evaluate_keyframes_exposed(
+    model: Recommender, data: PreparedData, part: str = "test", ks: tuple[int, ...] = FRAME_KS, batch: int = 4096
+) -> ProtocolResult:
+    """Key-frame HR@K / NDCG@K among the frames each user was exposed to (``keyframe_exposed``)."""
+    model.eval()
+    q, skipped = keyframe_exposed_queries(data, part)
+    metrics = _rank_frames(model, q, ks, batch)
+    n = len(q.users)
+    details: dict[str, object] = {"part": part, "candidates": "the frames the user was exposed to"}
+    details |= skipped
+    details |= {
+        "mean_exposed_frames": float(q.n_candidates.double().mean()) if n else 0.0,
+        "mean_liked_frames": float(q.liked.sum(1).double().mean()) if n else 0.0,
+        "mean_frames": float(q.frame_counts.double().mean()) if n else 0.0,
+    }
+    return ProtocolResult("keyframe_exposed", metrics, {}, n, details)
+
+
+def _random_order_expectation(n: Tensor, m: Tensor, ks: tuple[int, ...]) -> dict[str, float]:
+    """Mean over queries of the expected HR@K / NDCG@K of a uniformly random order of n
+    candidates of which m are positives (see ``random_keyframe_expectation``)."""
+    n = n.double()
+    out = {}
+    for k in ks:
+        top = torch.clamp(n, max=k)
+        out[f"HR@{k}"] = float((top / n).mean()) if len(n) else 0.0
+        out[f"NDCG@{k}"] = float((m / n * ideal_dcg(top.long(), k) / ideal_dcg(m, k)).mean()) if len(n) else 0.0
+    return out
 
 
 def random_keyframe_expectation(
@@ -207,10 +296,14 @@ def random_keyframe_expectation(
     E[HR@K] = min(K, n) / n and E[NDCG@K] = (m/n) sum_{r <= min(K, n)} 1/log2(r+1) / IDCG@K(m).
     """
     q = keyframe_queries(data, part)
-    n, m = q.frame_counts.double(), q.liked.sum(1)
-    out = {}
-    for k in ks:
-        top = torch.clamp(n, max=k)
-        out[f"HR@{k}"] = float((top / n).mean())
-        out[f"NDCG@{k}"] = float((m / n * ideal_dcg(top.long(), k) / ideal_dcg(m, k)).mean())
-    return out
+    return _random_order_expectation(q.frame_counts, q.liked.sum(1), ks)
+
+
+def random_keyframe_exposed_expectation(
+    data: PreparedData, part: str = "test", ks: tuple[int, ...] = FRAME_KS
+) -> dict[str, float]:
+    """RND's analytic expectation for ``keyframe_exposed``: the formula of
+    ``random_keyframe_expectation`` with n = the user's exposed frames, m = the liked ones,
+    averaged over the pairs the protocol keeps."""
+    q, _ = keyframe_exposed_queries(data, part)
+    return _random_order_expectation(q.n_candidates, q.liked.sum(1), ks)

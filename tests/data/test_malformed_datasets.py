@@ -35,7 +35,10 @@ HEADERS = {
     "interactions": "user_id,item_id,timestamp",
     "item_frames": "item_id,frame_id",
     "frame_likes": "user_id,item_id,frame_id",
+    "frame_exposures": "user_id,item_id,frame_id",
 }
+# Valid exposures of the handmade dataset: each liked frame and the other frame of its item.
+EXPOSED = ["u0,i1,f10", "u0,i1,f11", "u2,i2,f20", "u2,i2,f21"]
 FEATURES = np.arange(24, dtype=np.float32).reshape(6, 4)
 KEEP_ALL = ["--min-user", "1", "--min-item", "1"]
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256))
@@ -108,6 +111,11 @@ def with_column(directory: Path, stem: str, column: str, row: int, value: str) -
     rows = [f"{line},v{k}" for k, line in enumerate(data_rows(directory, stem), start=1)]
     rows[row - 1] = rows[row - 1].rsplit(",", 1)[0] + "," + value
     write_csv(directory / f"{stem}.csv", f"{HEADERS[stem]},{column}", rows)
+
+
+def exposures(directory: Path, rows: list[str] = EXPOSED, header: str = HEADERS["frame_exposures"]) -> None:
+    """Give the handmade dataset a frame_exposures table."""
+    write_csv(directory / "frame_exposures.csv", header, rows)
 
 
 def all_timestamps(directory: Path, value: str) -> None:
@@ -414,6 +422,53 @@ REFERENCES = [
     case("like-of-unknown-frame", "frame_likes.csv", "unknown frame", lambda d: append(d, "frame_likes", "u0,i1,f19")),
     case("frame-of-two-items", "item_frames.csv", "several items", lambda d: append(d, "item_frames", "i1,f20")),
 ]
+EXPOSURE_CASES = [
+    case(
+        "exposure-of-unknown-user",
+        "frame_exposures.csv",
+        "row 5: unknown user 'u9'",
+        lambda d: exposures(d, [*EXPOSED, "u9,i1,f10"]),
+    ),
+    case("exposure-of-unknown-item", "frame_exposures.csv", "unknown item", lambda d: exposures(d, ["u0,i7,f10"])),
+    case("exposure-of-unknown-frame", "frame_exposures.csv", "unknown frame", lambda d: exposures(d, ["u0,i1,f19"])),
+    case(
+        "exposure-of-another-items-frame",
+        "frame_exposures.csv",
+        "row 2: frame 'f00' is not a frame of item 'i1'",
+        lambda d: exposures(d, ["u0,i1,f10", "u0,i1,f00", "u2,i2,f21"]),
+    ),
+    case(
+        "like-not-exposed",
+        "frame_likes.csv",
+        "row 2: user 'u2' likes frame 'f21' of item 'i2' but was not exposed to it in frame_exposures.csv",
+        lambda d: exposures(d, EXPOSED[:3]),
+    ),
+    case(
+        "like-exposed-to-another-user",
+        "frame_likes.csv",
+        "row 1: user 'u0' likes frame 'f10'",
+        lambda d: exposures(d, ["u1,i1,f10", "u2,i2,f21"]),
+    ),
+    case(
+        "exposures-missing-column",
+        "frame_exposures.csv",
+        "missing column",
+        lambda d: exposures(d, ["u0,i1", "u2,i2"], header="user_id,item_id"),
+    ),
+    case("exposures-not-utf8", "frame_exposures.csv", NOT_UTF8, lambda d: put(d, "frame_exposures.csv", RANDOM_BYTES)),
+    case(
+        "exposures-quote",
+        "frame_exposures.csv",
+        UNCLOSED,
+        lambda d: exposures(d, ["u0,i1,f10", 'u0,"i1,f11', "u2,i2,f21"]),
+    ),
+    case(
+        "exposures-directory",
+        "frame_exposures.csv",
+        "is a directory",
+        lambda d: (exposures(d), as_directory(d, "frame_exposures.csv")),
+    ),
+]
 UNREADABLE_NPY = "not a readable .npy array"
 EMPTY_OR_TRUNCATED = [
     case("empty-npy", "frame_features.npy", "is empty", lambda d: put(d, "frame_features.npy", b"")),
@@ -499,7 +554,18 @@ NOT_A_FILE = [
     case("likes-fifo", "frame_likes.csv", "not a regular file", lambda d: fifo(d, "frame_likes.csv")),
     case("symlink-loop", "interactions.csv", "symbolic links", lambda d: symlink_loop(d, "interactions.csv")),
 ]
-CASES = ENCODING + QUOTING + HEADER + TYPES + IDS + DIMENSIONS + REFERENCES + EMPTY_OR_TRUNCATED + NOT_A_FILE
+CASES = (
+    ENCODING
+    + QUOTING
+    + HEADER
+    + TYPES
+    + IDS
+    + DIMENSIONS
+    + REFERENCES
+    + EXPOSURE_CASES
+    + EMPTY_OR_TRUNCATED
+    + NOT_A_FILE
+)
 
 
 def prepare(dataset: Path, out: Path) -> Result:
@@ -517,6 +583,9 @@ def assert_clean_failure(result: Result, file: str, phrase: str) -> None:
 def test_the_unbroken_dataset_prepares(handmade_dir: Path, tmp_path: Path) -> None:
     """Each case below fails because of its one change, not because of the base dataset."""
     result = prepare(handmade_dir, tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    exposures(handmade_dir)
+    result = prepare(handmade_dir, tmp_path / "with-exposures")
     assert result.exit_code == 0, result.output
 
 

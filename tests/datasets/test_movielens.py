@@ -185,6 +185,7 @@ def test_bundles_are_deterministic(mirror: Path, bundles_dir: Path, tmp_path: Pa
         "item_frames.csv",
         "items.csv",
         "frame_likes.csv",
+        "frame_exposures.csv",
         "meta.json",
     ):
         assert (again / name).read_bytes() == (bundles_dir / name).read_bytes(), name
@@ -223,6 +224,29 @@ def test_frame_likes_are_rated_at_threshold_in_interacted_bundles(bundles_dir: P
     assert likes == expected
     interacted = {(r["user_id"], r["item_id"]) for r in rows(bundles_dir / "interactions.csv")}
     assert {(u, b) for u, b, _ in likes} <= interacted
+
+
+@real_data
+def test_frame_exposures_are_every_rating_and_hold_every_like(bundles_dir: Path, posters_dir: Path, raw: dict) -> None:
+    bundle_of = {m: b for b, movies in bundle_members(bundles_dir).items() for m in movies}
+    exposures = [(r["user_id"], r["item_id"], r["frame_id"]) for r in rows(bundles_dir / "frame_exposures.csv")]
+    expected = {(str(u), bundle_of[m], f"m{m}") for u, m, _, _ in raw["ratings"] if m in bundle_of}
+    assert len(exposures) == len(set(exposures)) and set(exposures) == expected
+    likes = [(r["user_id"], r["item_id"], r["frame_id"]) for r in rows(bundles_dir / "frame_likes.csv")]
+    assert set(likes) <= set(exposures)
+    interacted = {(r["user_id"], r["item_id"]) for r in rows(bundles_dir / "interactions.csv")}
+    assert {(u, b) for u, b, _ in exposures} == interacted
+
+    # Sorted like frame_likes.csv: by user, bundle and movie (numerically).
+    def key(row: tuple[str, str, str]) -> tuple[int, int, int]:
+        return int(row[0]), int(row[1].removeprefix("b")), int(row[2].removeprefix("m"))
+
+    assert exposures == sorted(exposures, key=key) and likes == sorted(likes, key=key)
+    statistics = json.loads((bundles_dir / "meta.json").read_text())["statistics"]
+    assert statistics["frame_exposures"] == len(expected)
+    assert 0 < statistics["pairs_with_exposure_contrast"] <= statistics["pairs_with_informative_likes"]
+    assert not list(posters_dir.glob("frame_exposures.*"))
+    assert "frame_exposures" not in json.loads((posters_dir / "meta.json").read_text())["statistics"]
 
 
 @real_data

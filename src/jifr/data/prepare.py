@@ -24,6 +24,7 @@ from jifr.data.prepared import (
 )
 from jifr.data.raw import RawDataset, load_raw_dataset
 from jifr.data.splits import SplitConfig, split_interactions
+from jifr.data.tables import Table
 from jifr.errors import DataError
 from jifr.outputs import allocate_npy, staged_directory
 
@@ -96,15 +97,25 @@ def _index_and_split(raw: RawDataset, config: PrepareConfig, out: Path) -> Prepa
             raw.item_frames.path.name,
             n_frames_dropped,
         )
-    likes, n_likes_dropped = _index_likes(raw, user_ids, item_ids, frame_ids, users, items)
+    likes, n_likes_dropped = _index_triples(raw.frame_likes, "like", user_ids, item_ids, frame_ids, users, items)
     filter_log["frame_likes_removed"] = n_likes_dropped
+    exposures = None
+    if raw.frame_exposures is not None:
+        exposures, n_exposures_dropped = _index_triples(
+            raw.frame_exposures, "exposure", user_ids, item_ids, frame_ids, users, items
+        )
+        filter_log["frame_exposures_removed"] = n_exposures_dropped
     part = split_interactions(users, timestamps, config.split)
     splits = {
         name: Interactions(users[part == k], items[part == k]) for k, name in enumerate(("train", "valid", "test"))
     }
     write_frame_table(out, frame_columns)
     meta = _meta(raw, config, filter_log, user_ids, item_ids, frames, splits, likes)
-    data = PreparedData(out, user_ids, item_ids, frame_ids, frames, likes=likes, meta=meta, **splits)
+    if exposures is not None:
+        meta["n_frame_exposures"] = len(exposures)
+    data = PreparedData(
+        out, user_ids, item_ids, frame_ids, frames, likes=likes, meta=meta, exposures=exposures, **splits
+    )
     meta["fingerprint"] = _fingerprint(data, frame_features_digest=meta.pop("_features_digest"))
     _log_summary(meta)
     return data
@@ -156,31 +167,33 @@ def _copy_features(source: FrameFeatures, rows: np.ndarray, path: Path) -> np.nd
     return target
 
 
-def _index_likes(
-    raw: RawDataset,
+def _index_triples(
+    table: Table | None,
+    what: str,
     user_ids: np.ndarray,
     item_ids: np.ndarray,
     frame_ids: np.ndarray,
     users: np.ndarray,
     items: np.ndarray,
 ) -> tuple[FrameLikes, int]:
+    """Frame likes or exposures in index space, keeping those of kept (user, item) interactions."""
     empty = np.zeros(0, dtype=np.int64)
-    if raw.frame_likes is None:
+    if table is None:
         return FrameLikes(empty, empty, empty), 0
-    likes = raw.frame_likes
-    known = np.isin(likes["user_id"], user_ids) & np.isin(likes["item_id"], item_ids)
-    lu = _codes(likes["user_id"][known], user_ids)
-    li = _codes(likes["item_id"][known], item_ids)
+    known = np.isin(table["user_id"], user_ids) & np.isin(table["item_id"], item_ids)
+    lu = _codes(table["user_id"][known], user_ids)
+    li = _codes(table["item_id"][known], item_ids)
     order = np.argsort(frame_ids)
-    lf = order[np.searchsorted(frame_ids[order], likes["frame_id"][known])].astype(np.int64)
-    # A like can only be evaluated where the user interacted with the item.
+    lf = order[np.searchsorted(frame_ids[order], table["frame_id"][known])].astype(np.int64)
+    # A like or an exposure can only be evaluated where the user interacted with the item.
     interacted = np.isin(lu * len(item_ids) + li, users * len(item_ids) + items)
-    n_dropped = len(likes) - int(interacted.sum())
+    n_dropped = len(table) - int(interacted.sum())
     if n_dropped:
         log.warning(
-            "%s: %d frame like(s) dropped (user or item removed by filtering, or no interaction with the item)",
-            likes.path.name,
+            "%s: %d frame %s(s) dropped (user or item removed by filtering, or no interaction with the item)",
+            table.path.name,
             n_dropped,
+            what,
         )
     return FrameLikes(lu[interacted], li[interacted], lf[interacted]), n_dropped
 
@@ -220,7 +233,9 @@ def _digest_array(values: np.ndarray) -> str:
 
 
 def _fingerprint(data: PreparedData, frame_features_digest: str) -> str:
-    """SHA-256 over ids, split, item->frame structure, likes and features: the data's identity."""
+    """SHA-256 over ids, split, item->frame structure, likes, exposures (only when the dataset has
+    them, so the fingerprint of a dataset without exposures does not depend on them) and features:
+    the data's identity."""
     digest = hashlib.sha256(frame_features_digest.encode())
     for ids in (data.user_ids, data.item_ids, data.frame_ids):
         digest.update("\n".join(ids.tolist()).encode())
@@ -228,6 +243,10 @@ def _fingerprint(data: PreparedData, frame_features_digest: str) -> str:
         digest.update(part.users.tobytes() + part.items.tobytes())
     digest.update(data.frames.indptr.tobytes())
     digest.update(data.likes.users.tobytes() + data.likes.items.tobytes() + data.likes.frames.tobytes())
+    if data.exposures is not None:
+        exposures = data.exposures
+        digest.update(b"frame_exposures")
+        digest.update(exposures.users.tobytes() + exposures.items.tobytes() + exposures.frames.tobytes())
     return digest.hexdigest()[:16]
 
 
@@ -243,4 +262,5 @@ def _log_summary(meta: dict[str, Any]) -> None:
         meta["n_items"],
         meta["n_frames"],
     )
-    log.info("split %s; %d frame likes kept", meta["n_interactions"], meta["n_frame_likes"])
+    exposures = f", {meta['n_frame_exposures']} frame exposures" if "n_frame_exposures" in meta else ""
+    log.info("split %s; %d frame likes%s kept", meta["n_interactions"], meta["n_frame_likes"], exposures)

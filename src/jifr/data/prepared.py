@@ -2,7 +2,8 @@
 
 On disk (``jifr prepare`` writes it, every model reads it):
     prepared.json        counts, filtering log, split config, fingerprint, version
-    arrays.npz           split interactions, item->frame ``indptr``, frame likes (no pickle)
+    arrays.npz           split interactions, item->frame ``indptr``, frame likes and, when the
+                         dataset has them, frame exposures (no pickle)
     users.txt items.txt frames.txt   raw ids, one per line, in index order
     frames.parquet       frame_id, item_id, path, title (for display)
     features.npy         (L, D) features in frame-index order, memory-mapped when loaded
@@ -73,7 +74,8 @@ class ItemFrames:
 
 @dataclass
 class FrameLikes:
-    """Fine-grained likes used only for key-frame evaluation: (user, item, frame) index triples."""
+    """(user, item, frame) index triples used only for key-frame evaluation: the frames users
+    liked, or (``PreparedData.exposures``) the frames users were exposed to."""
 
     users: np.ndarray
     items: np.ndarray
@@ -97,6 +99,7 @@ class PreparedData:
     test: Interactions
     likes: FrameLikes
     meta: dict[str, Any] = field(default_factory=dict)
+    exposures: FrameLikes | None = None  # None: the dataset has no frame_exposures table
 
     @property
     def n_users(self) -> int:
@@ -118,11 +121,20 @@ class PreparedData:
 
     def likes_of(self, part: str) -> FrameLikes:
         """The frame likes whose (user, item) pair lies in ``part`` of the split."""
+        return self._in_part(self.likes, part)
+
+    def exposures_of(self, part: str) -> FrameLikes:
+        """The frame exposures whose (user, item) pair lies in ``part`` (none without the table)."""
+        if self.exposures is None:
+            empty = np.zeros(0, dtype=np.int64)
+            return FrameLikes(empty, empty, empty)
+        return self._in_part(self.exposures, part)
+
+    def _in_part(self, triples: FrameLikes, part: str) -> FrameLikes:
         pairs = self.part(part)
         keys = pairs.users * self.n_items + pairs.items
-        like_keys = self.likes.users * self.n_items + self.likes.items
-        keep = np.isin(like_keys, keys)
-        return FrameLikes(self.likes.users[keep], self.likes.items[keep], self.likes.frames[keep])
+        keep = np.isin(triples.users * self.n_items + triples.items, keys)
+        return FrameLikes(triples.users[keep], triples.items[keep], triples.frames[keep])
 
     def frame_table(self) -> dict[str, np.ndarray]:
         """Display columns of the frames (frame_id, item_id, path, title)."""
@@ -136,6 +148,8 @@ def save_prepared(data: PreparedData) -> None:
     arrays = {f"{p}_{k}": getattr(data.part(p), k) for p in PARTS for k in ("users", "items")}
     arrays |= {"item_frame_indptr": data.frames.indptr}
     arrays |= {f"likes_{k}": getattr(data.likes, k) for k in ("users", "items", "frames")}
+    if data.exposures is not None:
+        arrays |= {f"exposures_{k}": getattr(data.exposures, k) for k in ("users", "items", "frames")}
     np.savez(out / ARRAYS_NAME, **arrays)
     for name, ids in (("users", data.user_ids), ("items", data.item_ids), ("frames", data.frame_ids)):
         (out / f"{name}.txt").write_text("".join(f"{x}\n" for x in ids), encoding="utf-8")
@@ -165,6 +179,9 @@ def load_prepared(directory: str | Path) -> PreparedData:
         arrays = {k: z[k] for k in z.files}
         parts = {p: Interactions(arrays[f"{p}_users"], arrays[f"{p}_items"]) for p in PARTS}
         likes = FrameLikes(arrays["likes_users"], arrays["likes_items"], arrays["likes_frames"])
+        exposures = None
+        if "exposures_users" in arrays:
+            exposures = FrameLikes(arrays["exposures_users"], arrays["exposures_items"], arrays["exposures_frames"])
     with _damaged_file_reported(directory / FEATURES_NAME):
         features = np.load(directory / FEATURES_NAME, mmap_mode="r", allow_pickle=False)
     ids = {}
@@ -182,6 +199,7 @@ def load_prepared(directory: str | Path) -> PreparedData:
         test=parts["test"],
         likes=likes,
         meta=meta,
+        exposures=exposures,
     )
     _check_sizes(data)
     return data

@@ -27,6 +27,7 @@ class RawDataset:
     features: FrameFeatures
     frame_likes: Table | None  # user_id, item_id, frame_id
     item_titles: dict[str, str]
+    frame_exposures: Table | None = None  # user_id, item_id, frame_id: the frames each user was shown
 
 
 def _first_not_in(values: np.ndarray, known: np.ndarray) -> int | None:
@@ -44,8 +45,12 @@ def load_raw_dataset(directory: str | Path) -> RawDataset:
     features = read_frame_features(find_feature_store(directory))
     _check_frames_have_features(item_frames, features)
     _check_items_have_frames(interactions, item_frames)
-    likes = _read_frame_likes(directory, interactions, item_frames)
-    return RawDataset(directory, interactions, item_frames, features, likes, _read_titles(directory))
+    likes = _read_frame_table(directory, "frame_likes", "frame-like", interactions, item_frames)
+    exposures = _read_frame_table(directory, "frame_exposures", "frame-exposure", interactions, item_frames)
+    if likes is not None and exposures is not None:
+        _check_likes_were_exposed(likes, exposures)
+    titles = _read_titles(directory)
+    return RawDataset(directory, interactions, item_frames, features, likes, titles, exposures)
 
 
 def _read_interactions(directory: Path) -> Table:
@@ -97,23 +102,44 @@ def _check_items_have_frames(interactions: Table, item_frames: Table) -> None:
     )
 
 
-def _read_frame_likes(directory: Path, interactions: Table, item_frames: Table) -> Table | None:
-    path = find_table(directory, "frame_likes", required=False)
+def _read_frame_table(directory: Path, stem: str, what: str, interactions: Table, item_frames: Table) -> Table | None:
+    """An optional (user, item, frame) table (``frame_likes``, ``frame_exposures``), checked."""
+    path = find_table(directory, stem, required=False)
     if path is None:
         return None
     columns = ["user_id", "item_id", "frame_id"]
-    likes = drop_duplicates(read_table(path, columns), columns, "frame-like")
-    _require_known(likes, "user_id", interactions["user_id"], lambda v: f"unknown user '{v}'")
-    _require_known(likes, "item_id", item_frames["item_id"], lambda v: f"unknown item '{v}'")
-    _require_known(likes, "frame_id", item_frames["frame_id"], lambda v: f"unknown frame '{v}'")
+    table = drop_duplicates(read_table(path, columns), columns, what)
+    _require_known(table, "user_id", interactions["user_id"], lambda v: f"unknown user '{v}'")
+    _require_known(table, "item_id", item_frames["item_id"], lambda v: f"unknown item '{v}'")
+    _require_known(table, "frame_id", item_frames["frame_id"], lambda v: f"unknown frame '{v}'")
     order = np.argsort(item_frames["frame_id"])
-    where = np.searchsorted(item_frames["frame_id"][order], likes["frame_id"])
-    wrong = item_frames["item_id"][order][where] != likes["item_id"]
+    where = np.searchsorted(item_frames["frame_id"][order], table["frame_id"])
+    wrong = item_frames["item_id"][order][where] != table["item_id"]
     if wrong.any():
         i = int(np.flatnonzero(wrong)[0])
-        frame, item = likes["frame_id"][i], likes["item_id"][i]
-        raise DataError(path, f"frame '{frame}' is not a frame of item '{item}'", row=likes.file_row(i))
-    return likes
+        frame, item = table["frame_id"][i], table["item_id"][i]
+        raise DataError(path, f"frame '{frame}' is not a frame of item '{item}'", row=table.file_row(i))
+    return table
+
+
+def _check_likes_were_exposed(likes: Table, exposures: Table) -> None:
+    """Every frame like is also an exposure (a user can only like a frame they were shown).
+
+    Both tables are checked already, so a frame names its item and (user, frame) is the key.
+    """
+    if not len(likes):
+        return
+    users = np.unique(np.concatenate([likes["user_id"], exposures["user_id"]]), return_inverse=True)[1]
+    frames = np.unique(np.concatenate([likes["frame_id"], exposures["frame_id"]]), return_inverse=True)[1]
+    keys = users.astype(np.int64) * (int(frames.max()) + 1) + frames
+    i = _first_not_in(keys[: len(likes)], keys[len(likes) :])
+    if i is not None:
+        user, item, frame = (likes[c][i] for c in ("user_id", "item_id", "frame_id"))
+        problem = (
+            f"user '{user}' likes frame '{frame}' of item '{item}' but was not exposed to it "
+            f"in {exposures.path.name} (every frame like must also be an exposure)"
+        )
+        raise DataError(likes.path, problem, row=likes.file_row(i))
 
 
 def _read_titles(directory: Path) -> dict[str, str]:

@@ -8,7 +8,8 @@ Two benchmarks in the dataset directory format (docs/format.md), both read from 
 * ``movielens-bundles`` (key-frame recommendation): a multimedia item is a bundle of 4-8
   related movies and its frames are their posters, so a user who rated some movies of a bundle
   "liked" the frames of the movies rated at least ``like_threshold`` -- the counterpart of the
-  paper's Douban frame likes (section 4), used only for evaluation.
+  paper's Douban frame likes (section 4), used only for evaluation -- and was exposed to the
+  posters of every movie of the bundle they rated (``frame_exposures``, any rating).
 
 Ids: users keep their MovieLens id (``"196"``); a movie is ``"m<id>"`` as item (posters) and as
 frame (both datasets, so poster features can be shared); a bundle is ``"b<k>"``.
@@ -48,7 +49,7 @@ CITATION = (
 )
 _TABLE_SUFFIXES = (".csv", ".tsv", ".parquet")
 _ID_COLUMNS = ("user_id", "item_id", "frame_id")
-_DATASET_TABLES = ("interactions", "item_frames", "frame_likes", "items")
+_DATASET_TABLES = ("interactions", "item_frames", "frame_likes", "frame_exposures", "items")
 _MOVIE_FILES = ("interactions.csv", "item_frames.csv", "items.csv")
 _TITLES_IN_BUNDLE_NAME = 3
 
@@ -128,8 +129,9 @@ def build_movielens_bundles(
     smaller than ``min_bundle`` are merged into the nearest centroid), each cluster shuffled
     with ``seed`` and cut evenly into bundles of about ``bundle_size``; bundle ids are shuffled
     too, so they carry no order. A user interacts with a bundle when they rated one of its
-    movies (timestamp: earliest such rating) and likes the posters of the movies they rated
-    ``>= like_threshold`` (``frame_likes``, evaluation only). ``out_dir`` is written as by
+    movies (timestamp: earliest such rating), likes the posters of the movies they rated
+    ``>= like_threshold`` (``frame_likes``, evaluation only) and was exposed to the posters of
+    all the movies they rated, at any rating (``frame_exposures``). ``out_dir`` is written as by
     ``build_movielens_100k_posters``. Returns ``out_dir``.
     """
     config = BundleConfig(bundle_size, min_bundle, max_bundle, like_threshold, n_components, n_clusters, seed=seed)
@@ -258,7 +260,7 @@ def _write_bundle_tables(out: Path, data: MovieLens100K, movies: np.ndarray, bun
 
 
 def _write_bundle_interactions(out: Path, ratings: np.ndarray, bundle: np.ndarray, like_threshold: int) -> None:
-    """User-bundle interactions (earliest rating in the bundle) and poster likes."""
+    """User-bundle interactions (earliest rating in the bundle), poster likes and exposures."""
     users, timestamps = ratings[:, 0], ratings[:, 3]
     order = np.lexsort((timestamps, bundle, users))
     pair = np.stack([users[order], bundle[order]], axis=1)
@@ -267,12 +269,18 @@ def _write_bundle_interactions(out: Path, ratings: np.ndarray, bundle: np.ndarra
     kept = kept[np.lexsort((bundle[kept], timestamps[kept], users[kept]))]
     _write_interactions(out, users[kept], [bundle_key(b) for b in bundle[kept]], timestamps[kept])
     liked = np.flatnonzero(ratings[:, 2] >= like_threshold)
-    liked = liked[np.lexsort((ratings[liked, 1], bundle[liked], users[liked]))]
-    rows = zip(users[liked].tolist(), bundle[liked].tolist(), ratings[liked, 1].tolist(), strict=True)
+    _write_poster_rows(out / "frame_likes.csv", users, bundle, ratings[:, 1], liked)
+    _write_poster_rows(out / "frame_exposures.csv", users, bundle, ratings[:, 1], np.arange(len(ratings)))
+
+
+def _write_poster_rows(path: Path, users: np.ndarray, bundle: np.ndarray, movies: np.ndarray, rows: np.ndarray) -> None:
+    """(user, bundle, poster) rows of the ratings ``rows``, sorted by user, bundle and movie."""
+    rows = rows[np.lexsort((movies[rows], bundle[rows], users[rows]))]
+    triples = zip(users[rows].tolist(), bundle[rows].tolist(), movies[rows].tolist(), strict=True)
     _write_csv(
-        out / "frame_likes.csv",
+        path,
         ("user_id", "item_id", "frame_id"),
-        ((u, bundle_key(b), movie_key(m)) for u, b, m in rows),
+        ((u, bundle_key(b), movie_key(m)) for u, b, m in triples),
     )
 
 
@@ -374,7 +382,9 @@ def dataset_statistics(out_dir: str | Path) -> dict[str, Any]:
 
     Keys: users, items, interactions, frames, frames_per_item (mean/min/max), frame_likes,
     pairs_with_likes and pairs_with_informative_likes (liked frames a strict subset of the
-    item's frames: the pairs on which key-frame ranking is not trivially perfect), density.
+    item's frames: the pairs on which key-frame ranking is not trivially perfect), density; with
+    a ``frame_exposures`` table also frame_exposures and pairs_with_exposure_contrast (two or
+    more exposed frames, some but not all liked: the pairs ``keyframe_exposed`` ranks).
     """
     interactions, frames = read_table(out_dir, "interactions"), read_table(out_dir, "item_frames")
     if interactions is None or frames is None:
@@ -395,7 +405,24 @@ def dataset_statistics(out_dir: str | Path) -> dict[str, Any]:
         "density": round(pairs.size / (n_users * items.size), 6),
     }
     frames_of = dict(zip(items.tolist(), per_item.tolist(), strict=True))
-    return statistics | _like_statistics(read_table(out_dir, "frame_likes"), frames_of)
+    likes = read_table(out_dir, "frame_likes")
+    statistics |= _like_statistics(likes, frames_of)
+    exposures = read_table(out_dir, "frame_exposures")
+    return statistics if exposures is None else statistics | _exposure_statistics(exposures, likes)
+
+
+def _exposure_statistics(exposures: pa.Table, likes: pa.Table | None) -> dict[str, Any]:
+    """Frame exposures, and the (user, item) pairs with two or more exposed frames, some liked
+    and some not."""
+    pairs, exposed = np.unique(_pair_keys(exposures), return_counts=True)
+    liked = np.zeros(pairs.size, dtype=np.int64)
+    if likes is not None and likes.num_rows and pairs.size:
+        liked_pairs, counts = np.unique(_pair_keys(likes), return_counts=True)
+        where = np.searchsorted(pairs, liked_pairs).clip(max=pairs.size - 1)
+        found = pairs[where] == liked_pairs
+        liked[where[found]] = counts[found]
+    contrast = (exposed >= 2) & (liked > 0) & (liked < exposed)
+    return {"frame_exposures": int(exposures.num_rows), "pairs_with_exposure_contrast": int(contrast.sum())}
 
 
 def _like_statistics(likes: pa.Table | None, frames_of: dict[str, int]) -> dict[str, Any]:

@@ -106,9 +106,38 @@ class JIFR(Recommender):
 
     def content_weights(self, item_collab: Tensor, frame_inputs: Tensor, mask: Tensor) -> Tensor:
         """alpha_ij (n, F_max) of eqs. (6)-(7) from v_i (n, d1) and W0 c_j (n, F_max, d0)."""
+        return masked_softmax(self._content_logits(item_collab, frame_inputs), mask)
+
+    def _content_logits(self, item_collab: Tensor, frame_inputs: Tensor) -> Tensor:
+        """(n, F_max) w1 . f(W1 [v_i, W0 c_j]), eq. (6), before the softmax."""
         v = item_collab[:, None, :].expand(-1, frame_inputs.shape[1], -1)
         hidden = F.relu(self.content_hidden(torch.cat([v, frame_inputs], dim=-1)))
-        return masked_softmax(self.content_out(hidden).squeeze(-1), mask)
+        return self.content_out(hidden).squeeze(-1)
+
+    def content_logits(self, items: Tensor) -> tuple[Tensor, Tensor]:
+        """(n, F_max) attention logits of eq. (6) for the frames of ``items`` (n,), and the mask
+        of real frames. With content_attention="avg" every logit is 0 (alpha is uniform)."""
+        rows, mask = self.store.padded_frames(items)
+        if self.config.content_attention == "avg":
+            return torch.zeros(mask.shape), mask
+        frame_inputs = scatter_rows(self.attention_input(self.store.features(rows[mask])), mask)
+        return self._content_logits(self.item_collab(items), frame_inputs), mask
+
+    def visual_weight(self, users: Tensor, items: Tensor) -> Tensor:
+        """(B,) beta_ai2 of eq. (10), the weight of the visual score w_a.x_i in r_ai (1/2 with
+        rating_attention="avg")."""
+        if self.config.rating_attention == "avg":
+            return torch.full((len(users),), 0.5)
+        u, w, v, x = self.user_collab(users), self.user_visual(users), self.item_collab(items), self.item_visual(items)
+        collab_logit, visual_logit = self._rating_logits(u, w, v, x)
+        return torch.sigmoid(visual_logit - collab_logit)
+
+    def _rating_logits(self, u: Tensor, w: Tensor, v: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
+        """The two logits of eq. (9), for [u_a, v_i] and [w_a, x_i]."""
+        w2_user, w2_item = self._split_w2()
+        bias = self.rating_hidden.bias
+        collab_logit = self.rating_logit(u @ w2_user.T + bias, v @ w2_item.T)
+        return collab_logit, self.rating_logit(w @ w2_user.T + bias, x @ w2_item.T)
 
     # ---- pair scores -----------------------------------------------------------------------
     def fuse(self, collab: Tensor, visual: Tensor, collab_logit: Tensor, visual_logit: Tensor) -> Tensor:
@@ -134,11 +163,7 @@ class JIFR(Recommender):
         collab, visual = (u * v).sum(-1), (w * x).sum(-1)
         if self.config.rating_attention == "avg":
             return self.fuse(collab, visual, collab, visual)
-        w2_user, w2_item = self._split_w2()
-        bias = self.rating_hidden.bias
-        collab_logit = self.rating_logit(u @ w2_user.T + bias, v @ w2_item.T)
-        visual_logit = self.rating_logit(w @ w2_user.T + bias, x @ w2_item.T)
-        return self.fuse(collab, visual, collab_logit, visual_logit)
+        return self.fuse(collab, visual, *self._rating_logits(u, w, v, x))
 
     def triplet_scores(self, users: Tensor, positives: Tensor, negatives: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         items, inverse = torch.unique(torch.cat([positives, negatives.flatten()]), return_inverse=True)
