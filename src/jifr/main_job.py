@@ -16,8 +16,8 @@ from jifr.data.prepare import PrepareConfig, prepare_dataset
 from jifr.data.prepared import PreparedData
 from jifr.data.splits import SplitConfig
 from jifr.datasets.mirror import MIRROR_ENV_VAR, MirrorNotFoundError, find_mirror
-from jifr.evaluate import ProtocolResult, random_keyframe_expectation
-from jifr.experiment import evaluate_model
+from jifr.evaluate import ProtocolResult, random_keyframe_expectation, random_keyframe_exposed_expectation
+from jifr.experiment import evaluate_model, has_exposures
 from jifr.models import ModelInputs, build_model
 from jifr.models.diagnostic import MeanUserFrames
 from jifr.models.reference import FrameLikePopularity
@@ -94,8 +94,9 @@ def run_main_job(config: MainJobConfig) -> dict[str, Any]:
         write_results(config.work_dir / "results" / f"seed-{config.seed}" / name, results[name], context)
         models[name] = model
     if len(data.likes):
+        frame_protocols = ["keyframe", "keyframe_exposed"] if has_exposures(data) else ["keyframe"]
         results[MEAN_USER] = evaluate_model(MeanUserFrames(models["jifr"], data), data, ["keyframe"])
-        results[FRAME_POP] = evaluate_model(FrameLikePopularity(data), data, ["keyframe"])
+        results[FRAME_POP] = evaluate_model(FrameLikePopularity(data), data, frame_protocols)
         timings[MEAN_USER] = timings[FRAME_POP] = 0.0
     users = data.user_ids[: config.n_users_shown].tolist()
     shown = [recommend_for_user(models["jifr"], data, u, k=3) for u in users]
@@ -111,19 +112,26 @@ def format_main_job(outcome: dict[str, Any]) -> str:
     ]
     lines.append(
         f"{'model':24s} {'train s':>8s}  item_full HR@10 NDCG@10 | item_paper HR@10 NDCG@10 | keyframe HR@1 NDCG@3"
+        " | exposed HR@1"
     )
     for name, results in outcome["results"].items():
         by = {r.protocol: r.metrics for r in results}
         full, paper, frames = by.get("item_full"), by.get("item_paper"), by.get("keyframe")
+        exposed = by.get("keyframe_exposed")
         cells = [
             f"{full['HR@10']:.4f}  {full['NDCG@10']:.4f}" if full else " " * 14,
             f"{paper['HR@10']:.4f}  {paper['NDCG@10']:.4f}" if paper else " " * 14,
+            f"{frames['HR@1']:.4f} {frames['NDCG@3']:.4f}" if frames else "",
+            f"{exposed['HR@1']:.4f}" if exposed else "",
         ]
-        cells.append(f"{frames['HR@1']:.4f} {frames['NDCG@3']:.4f}" if frames else "")
-        lines.append(f"{name:24s} {outcome['timings'][name]:8.1f}  {cells[0]:>22s} | {cells[1]:>23s} | {cells[2]:>19s}")
+        lines.append(
+            f"{name:24s} {outcome['timings'][name]:8.1f}  {cells[0]:>22s} | {cells[1]:>23s} | {cells[2]:>19s}"
+            + (f" | {cells[3]:>12s}" if cells[3] else "")
+        )
     if len(data.likes):
         rnd = random_keyframe_expectation(data)
-        lines.append(f"{'RND (analytic expectation)':>79s} | {rnd['HR@1']:.4f} {rnd['NDCG@3']:.4f}")
+        rnd_exposed = f" | {random_keyframe_exposed_expectation(data)['HR@1']:>12.4f}" if has_exposures(data) else ""
+        lines.append(f"{'RND (analytic expectation)':>79s} | {rnd['HR@1']:.4f} {rnd['NDCG@3']:.4f}{rnd_exposed}")
         lines.append(
             f"{MEAN_USER}: JIFR's frame scores averaged over users, one frame order for everyone;"
             " JIFR's key frames are personal only where JIFR beats it."
@@ -131,6 +139,15 @@ def format_main_job(outcome: dict[str, Any]) -> str:
         lines.append(
             f"{FRAME_POP}: a reference only, counted from the training split's frame likes, which no model"
             " sees; it shows how much of the key-frame task plain poster popularity explains."
+        )
+        if has_exposures(data):
+            lines.append("exposed: key frames ranked among the frames each user was exposed to (taste, not exposure).")
+    attention = {r.protocol: r.metrics for r in outcome["results"].get("jifr", [])}.get("attention")
+    if attention:
+        lines.append(
+            f"JIFR's attention: content entropy / uniform {attention['alpha_entropy_ratio']:.4f}"
+            f" (1 = uniform), logit spread {attention['alpha_logit_spread']:.2g},"
+            f" visual weight beta {attention['beta_visual_mean']:.3f} ± {attention['beta_visual_std']:.3g} over pairs"
         )
     for rec in outcome["recommendations"]:
         lines.append(f"\nuser {rec['user_id']}: top items with their personalised key frame (JIFR)")
