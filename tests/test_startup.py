@@ -46,13 +46,13 @@ def test_jifr_help_exits_0() -> None:
 
 def test_light_names_match_the_registries() -> None:
     from jifr.datasets.cli import DATASET_NAMES, builders
-    from jifr.datasets.movielens import BUNDLES_BUILDER, POSTERS_BUILDER
+    from jifr.datasets.movielens import BUNDLES_BUILDER, PLANTED_BUILDER, POSTERS_BUILDER
     from jifr.features.encoders import DEFAULT_ENCODER, ENCODERS
     from jifr.features.names import DEFAULT_ENCODER as DEFAULT_NAME
     from jifr.features.names import ENCODER_NAMES
 
     assert tuple(ENCODERS) == ENCODER_NAMES and DEFAULT_ENCODER == DEFAULT_NAME
-    assert DATASET_NAMES == (POSTERS_BUILDER, BUNDLES_BUILDER) == tuple(builders())
+    assert DATASET_NAMES == (POSTERS_BUILDER, BUNDLES_BUILDER, PLANTED_BUILDER) == tuple(builders())
 
 
 def test_the_features_package_still_exports_its_names() -> None:

@@ -17,23 +17,29 @@ from jifr.errors import DataError
 
 # The names of jifr.datasets.movielens's builders; that module (scikit-learn, pyarrow) is only
 # imported by the commands that run one, so that the command line starts fast.
-DATASET_NAMES = ("movielens-100k-posters", "movielens-bundles")
+DATASET_NAMES = ("movielens-100k-posters", "movielens-bundles", "movielens-bundles-planted")
 
 
 def builders() -> dict[str, Callable[..., Path]]:
     """Each named dataset's builder: ``builder(mirror, out, **options) -> dataset directory``."""
     from jifr.datasets.movielens import (
         BUNDLES_BUILDER,
+        PLANTED_BUILDER,
         POSTERS_BUILDER,
         build_movielens_100k_posters,
         build_movielens_bundles,
     )
+    from jifr.datasets.planted import build_movielens_bundles_planted
 
-    return {POSTERS_BUILDER: build_movielens_100k_posters, BUNDLES_BUILDER: build_movielens_bundles}
+    return {
+        POSTERS_BUILDER: build_movielens_100k_posters,
+        BUNDLES_BUILDER: build_movielens_bundles,
+        PLANTED_BUILDER: build_movielens_bundles_planted,
+    }
 
 
 datasets_app = typer.Typer(
-    help="Build named datasets (MovieLens-100K posters and bundles) and describe them.",
+    help="Build named datasets (MovieLens-100K posters, bundles and planted bundles) and describe them.",
     no_args_is_help=True,
 )
 
@@ -65,9 +71,15 @@ def build(
             "../shared/datasets from here or from the repository)."
         ),
     ] = None,
-    seed: Annotated[int | None, typer.Option(help="Bundles: clustering/shuffle seed (0).")] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="Bundles: clustering/shuffle seed (0); planted: seed of the likes (0).")
+    ] = None,
     bundle_size: Annotated[int | None, typer.Option(help="Bundles: target size (6).")] = None,
     like_threshold: Annotated[int | None, typer.Option(help="Bundles: lowest rating that likes a poster (4).")] = None,
+    taste: Annotated[
+        float | None,
+        typer.Option(help="Planted: probability, 0..1, that a like follows the hidden visual taste (0.5)."),
+    ] = None,
     force: Annotated[
         bool, typer.Option(help="Replace an earlier jifr dataset at --out, features included (never other files).")
     ] = False,
@@ -78,7 +90,7 @@ def build(
     from jifr.datasets.mirror import MirrorNotFoundError
     from jifr.datasets.movielens import dataset_statistics
 
-    options = {"seed": seed, "bundle_size": bundle_size, "like_threshold": like_threshold}
+    options = {"seed": seed, "bundle_size": bundle_size, "like_threshold": like_threshold, "taste": taste}
     try:
         path = builders()[name](mirror, out, **_builder_options(name, options), force=force)
     except (MirrorNotFoundError, DataError, OSError, ValueError) as error:

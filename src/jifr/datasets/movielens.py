@@ -1,6 +1,6 @@
 """MovieLens-100K builders: movies with their poster, and bundles of related movies.
 
-Two benchmarks in the dataset directory format (docs/format.md), both read from a mirror
+Three benchmarks in the dataset directory format (docs/format.md), all read from a mirror
 (see ``jifr.datasets.mirror``) and never committed (MovieLens may not be redistributed):
 
 * ``movielens-100k-posters`` (item recommendation): users x movies, one frame per movie, its
@@ -10,6 +10,10 @@ Two benchmarks in the dataset directory format (docs/format.md), both read from 
   "liked" the frames of the movies rated at least ``like_threshold`` -- the counterpart of the
   paper's Douban frame likes (section 4), used only for evaluation -- and was exposed to the
   posters of every movie of the bundle they rated (``frame_exposures``, any rating).
+* ``movielens-bundles-planted`` (key-frame recommendation with a planted answer): the same
+  tables, except that each (user, bundle) pair has one liked poster, chosen with probability
+  ``taste`` by a hidden visual taste (computed from the poster images) and otherwise by movie
+  popularity.
 
 Ids: users keep their MovieLens id (``"196"``); a movie is ``"m<id>"`` as item (posters) and as
 frame (both datasets, so poster features can be shared); a bundle is ``"b<k>"``.
@@ -43,6 +47,7 @@ logger = logging.getLogger(__name__)
 
 POSTERS_BUILDER = "movielens-100k-posters"
 BUNDLES_BUILDER = "movielens-bundles"
+PLANTED_BUILDER = "movielens-bundles-planted"
 CITATION = (
     "F. Maxwell Harper and Joseph A. Konstan. 2015. The MovieLens Datasets: History and "
     "Context. ACM Transactions on Interactive Intelligent Systems 5(4)."
@@ -136,18 +141,44 @@ def build_movielens_bundles(
     """
     config = BundleConfig(bundle_size, min_bundle, max_bundle, like_threshold, n_components, n_clusters, seed=seed)
     data = load_movielens_100k(mirror)
+    bundled = _bundle_movies(data, config)
+    with staged_directory(out_dir, "dataset", force=force, inputs=[data.dataset_dir]) as out:
+        _write_bundles(out, data, bundled, config)
+        _write_meta(out, BUNDLES_BUILDER, asdict(config), config.seed, data, bundled.dropped, bundled.extra)
+    return Path(out_dir)
+
+
+@dataclass(frozen=True)
+class _Bundled:
+    """The ratings of movies with a poster, the movies, each rating's movie column and the bundles."""
+
+    ratings: np.ndarray  # (n, 4): user, movie, rating, timestamp
+    dropped: dict[str, Any]
+    movies: np.ndarray  # sorted movie ids with a poster
+    column: np.ndarray  # (n,) index of each rating's movie into ``movies``
+    bundles: list[np.ndarray]
+    extra: dict[str, Any]
+
+    @property
+    def bundle_of_rating(self) -> np.ndarray:
+        return _bundle_of_movie(self.bundles, self.movies.size)[self.column]
+
+
+def _bundle_movies(data: MovieLens100K, config: BundleConfig) -> _Bundled:
+    """Cluster the movies with a poster and cut the clusters into bundles."""
     ratings, dropped = _drop_movies_without_poster(data)
     movies = np.array(sorted(data.posters), dtype=np.int64)
     column = np.searchsorted(movies, ratings[:, 1])
     labels = cluster_movies(_user_movie_matrix(ratings[:, 0], column, movies.size), config)
     bundles = cut_into_bundles(labels, config, np.random.default_rng(config.seed))
-    with staged_directory(out_dir, "dataset", force=force, inputs=[data.dataset_dir]) as out:
-        _write_bundle_tables(out, data, movies, bundles)
-        bundle_of_rating = _bundle_of_movie(bundles, movies.size)[column]
-        _write_bundle_interactions(out, ratings, bundle_of_rating, config.like_threshold)
-        extra = {"n_clusters_used": int(labels.max()) + 1, "n_bundles": len(bundles)}
-        _write_meta(out, BUNDLES_BUILDER, asdict(config), config.seed, data, dropped, extra)
-    return Path(out_dir)
+    extra = {"n_clusters_used": int(labels.max()) + 1, "n_bundles": len(bundles)}
+    return _Bundled(ratings, dropped, movies, column, bundles, extra)
+
+
+def _write_bundles(out: Path, data: MovieLens100K, bundled: _Bundled, config: BundleConfig) -> None:
+    """Every table of ``movielens-bundles`` (all but meta.json)."""
+    _write_bundle_tables(out, data, bundled.movies, bundled.bundles)
+    _write_bundle_interactions(out, bundled.ratings, bundled.bundle_of_rating, config.like_threshold)
 
 
 def _write_movie_tables(out: Path, data: MovieLens100K) -> None:
