@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from dataset_files import write_csv, write_features
 
 from jifr.data.prepare import PrepareConfig, prepare_dataset
 from jifr.data.prepared import PreparedData
@@ -22,16 +23,6 @@ def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny(tiny_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> PreparedData:
     return prepare_dataset(tiny_dir, tmp_path_factory.mktemp("tiny_prepared") / "prepared", PrepareConfig())
-
-
-def write_csv(path: Path, header: str, rows: list[str]) -> Path:
-    path.write_text("\n".join([header, *rows]) + "\n", encoding="utf-8")
-    return path
-
-
-def write_features(directory: Path, frame_ids: list[str], values: np.ndarray) -> None:
-    np.save(directory / "frame_features.npy", values)
-    (directory / "frame_features.ids.txt").write_text("\n".join(frame_ids) + "\n", encoding="utf-8")
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from dataset_files import write_csv, write_features
 
 from jifr.compare import RND_ANALYTIC, CompareConfig, RunRecord, _references, format_summary, summarise
 from jifr.data.prepare import PrepareConfig, prepare_dataset
@@ -49,17 +50,6 @@ LIKES = ["u0,a,a1", "u1,a,a0", "u3,b,b0", "u3,b,b1"]
 MORE_INTERACTIONS = ["u5,b", "u6,a", "u7,a"]
 MORE_EXPOSURES = ["u5,b,b0", "u5,b,b1", "u5,b,b2", *(f"u6,a,a{k}" for k in range(4)), "u7,a,a1", "u7,a,a3"]
 MORE_LIKES = ["u5,b,b2", "u6,a,a0", "u6,a,a3", "u7,a,a3"]
-
-
-# Local copies: a root-level test cannot import tests/conftest.py by name (tests/features has one too).
-def write_csv(path: Path, header: str, rows: list[str]) -> Path:
-    path.write_text("\n".join([header, *rows]) + "\n", encoding="utf-8")
-    return path
-
-
-def write_features(directory: Path, frame_ids: list[str], values: np.ndarray) -> None:
-    np.save(directory / "frame_features.npy", values)
-    (directory / "frame_features.ids.txt").write_text("\n".join(frame_ids) + "\n", encoding="utf-8")
 
 
 def write_dataset(

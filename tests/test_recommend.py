@@ -12,7 +12,7 @@ from jifr.checkpoint import save_checkpoint
 from jifr.cli import app
 from jifr.data.prepared import PreparedData
 from jifr.models import ModelInputs, build_model
-from jifr.recommend import KnownItems, recommend_for_user
+from jifr.recommend import recommend_for_user
 
 
 def items_of(data: PreparedData, user: int, part: str) -> set[str]:
@@ -37,12 +37,12 @@ def test_every_known_interaction_is_left_out(tiny: PreparedData) -> None:
 
 
 def test_known_items_is_the_union_of_the_splits(tiny: PreparedData) -> None:
-    known = KnownItems.from_data(tiny)
+    known = tiny.interacted
     for u in (0, 7, tiny.n_users - 1):
         expected = set()
         for part in ("train", "valid", "test"):
             expected |= set(tiny.part(part).items[tiny.part(part).users == u].tolist())
-        assert known.of(u).tolist() == sorted(expected)
+        assert known[u].indices.tolist() == sorted(expected)
 
 
 def test_k_zero_is_empty_and_negative_k_is_an_error(tiny: PreparedData) -> None:

@@ -220,14 +220,26 @@ def _record(
     return RunRecord(name, seed, metrics, history.seconds, eval_seconds, history.best_epoch, fingerprint)
 
 
-def _finished_run(path: Path, wanted: dict[str, Any], fingerprint: str, mean_user: bool) -> RunRecord | None:
-    if not path.exists():
-        return None
+RESULT_KEYS = ("results", "seed", "train_seconds", "eval_seconds")  # what a reused run is rebuilt from
+
+
+def _read_results(path: Path) -> dict[str, Any] | None:
+    """A run's saved results; None (and a warning) when it is missing keys or is not JSON."""
     try:
         saved = json.loads(path.read_text(encoding="utf-8"))
-        saved["results"], saved["seed"], saved["train_seconds"], saved["eval_seconds"]  # noqa: B018
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         log.warning("%s is damaged (%s); this run is computed again", path, exc)
+        return None
+    missing = [key for key in RESULT_KEYS if not isinstance(saved, dict) or key not in saved]
+    if missing:
+        log.warning("%s is damaged (no %s); this run is computed again", path, ", ".join(missing))
+        return None
+    return dict(saved)
+
+
+def _finished_run(path: Path, wanted: dict[str, Any], fingerprint: str, mean_user: bool) -> RunRecord | None:
+    saved = _read_results(path) if path.exists() else None
+    if saved is None:
         return None
     if saved.get("config") != json.loads(json.dumps(wanted)) or saved.get("data_fingerprint") != fingerprint:
         return None

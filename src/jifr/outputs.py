@@ -86,7 +86,8 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _fsync_path(path: Path) -> None:
+def fsync_path(path: Path) -> None:
+    """Flush a written file to disk."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -118,7 +119,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         temporary = _temporary_sibling(path)
         try:
             yield temporary
-            _fsync_path(temporary)
+            fsync_path(temporary)
             os.replace(temporary, path)
         except BaseException:
             temporary.unlink(missing_ok=True)

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import weakref
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from jifr.data.prepared import PARTS, PreparedData
+from jifr.data.prepared import PreparedData
 from jifr.errors import DataError
 from jifr.models.base import Recommender
 
@@ -19,40 +17,6 @@ def user_index(data: PreparedData, user: str) -> int:
     if not len(where):
         raise DataError(data.directory, f"unknown user '{user}' (not in the prepared data)")
     return int(where[0])
-
-
-@dataclass(frozen=True)
-class KnownItems:
-    """Every item each user is known to have interacted with (train, valid and test), as CSR:
-    the items of user ``u`` are ``indices[indptr[u]:indptr[u + 1]]``, sorted."""
-
-    indptr: np.ndarray  # (n_users + 1,) int64
-    indices: np.ndarray  # (n_known,) int64
-
-    @classmethod
-    def from_data(cls, data: PreparedData) -> KnownItems:
-        parts = [data.part(name) for name in PARTS]
-        users = np.concatenate([p.users for p in parts]).astype(np.int64)
-        items = np.concatenate([p.items for p in parts]).astype(np.int64)
-        order = np.lexsort((items, users))
-        indptr = np.zeros(data.n_users + 1, dtype=np.int64)
-        np.cumsum(np.bincount(users, minlength=data.n_users), out=indptr[1:])
-        return cls(indptr, items[order])
-
-    def of(self, user: int) -> np.ndarray:
-        return self.indices[self.indptr[user] : self.indptr[user + 1]]
-
-
-_KNOWN: dict[int, KnownItems] = {}
-
-
-def known_items(data: PreparedData) -> KnownItems:
-    """The known interactions of ``data``, built once per loaded dataset and reused by every call."""
-    key = id(data)
-    if key not in _KNOWN:
-        _KNOWN[key] = KnownItems.from_data(data)
-        weakref.finalize(data, _KNOWN.pop, key, None)
-    return _KNOWN[key]
 
 
 @torch.no_grad()
@@ -74,7 +38,7 @@ def recommend_for_user(
     u = user_index(data, user)
     scores = model.score_all(torch.tensor([u]))[0].clone()
     if exclude_seen:
-        scores[torch.as_tensor(known_items(data).of(u))] = float("-inf")
+        scores[torch.as_tensor(data.interacted[u].indices)] = float("-inf")
     top = torch.topk(scores, min(k, int(torch.isfinite(scores).sum()))).indices
     if not len(top):
         return {"user_id": user, "model": model.model_name, "items": []}

@@ -12,6 +12,7 @@ On disk (``jifr prepare`` writes it, every model reads it):
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import zipfile
 from collections.abc import Iterator
@@ -115,6 +116,14 @@ class PreparedData:
 
     def splits(self) -> tuple[Interactions, Interactions, Interactions]:
         return self.train, self.valid, self.test
+
+    @functools.cached_property
+    def interacted(self) -> sp.csr_matrix:
+        """(n_users, n_items) CSR of every known interaction (train, valid and test), indices
+        sorted per user; built once per loaded dataset."""
+        matrix = sum(p.csr(self.n_users, self.n_items) for p in self.splits()).tocsr()
+        matrix.sort_indices()
+        return matrix
 
     def part(self, name: str) -> Interactions:
         return {"train": self.train, "valid": self.valid, "test": self.test}[name]

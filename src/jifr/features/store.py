@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 import jifr
-from jifr.outputs import allocate_npy, reports_full_disk, write_json_atomic
+from jifr.outputs import allocate_npy, fsync_path, reports_full_disk, write_json_atomic, write_text_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ class FeatureStoreWriter:
         """Make the rows durable first, then record them as done (atomic file replace)."""
         self._opened().flush()
         record = {"format": _PROGRESS_FORMAT, **asdict(progress)}
-        _write_text_atomically(self.progress_path, json.dumps(record))
+        write_text_atomic(self.progress_path, json.dumps(record))
 
     def close(self) -> None:
         """Flush and release the memory map (the files stay, so that a rerun can resume)."""
@@ -126,9 +126,7 @@ class FeatureStoreWriter:
         with reports_full_disk(self.ids_path):
             ids_partial.write_text("".join(f"{frame_id}\n" for frame_id in frame_ids), encoding="utf-8")
             for path in (self.partial_path, ids_partial):
-                fd = os.open(path, os.O_RDONLY)
-                os.fsync(fd)
-                os.close(fd)
+                fsync_path(path)
         # Both files are durable before either takes its final name.
         os.replace(self.partial_path, self.features_path)
         os.replace(ids_partial, self.ids_path)
@@ -162,13 +160,6 @@ class FeatureStoreWriter:
         except (ValueError, OSError):
             return False
         return existing.shape == shape and existing.dtype == dtype
-
-
-def _write_text_atomically(path: Path, text: str) -> None:
-    """Write `text` to a temporary sibling, then rename it over `path`."""
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)
 
 
 def _truncate_npy_rows(path: Path, n_rows: int) -> None:
