@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Key frames against planted taste strength: build movielens-bundles-planted at S = 0 .. 1, reuse
 # the bundles' poster features (same posters, same frame ids), and compare the key-frame models
-# over seeds 0, 1, 2 on the test split. Then draw the figure with scripts/dose_response_figure.py.
+# over seeds 0, 1, 2 on the test split. Then draw the figure with scripts/curve_figure.py dose-response.
 # Usage: scripts/dose_response.sh BUNDLES_DIR_WITH_FEATURES [OUT_DIR]   (finished runs are reused)
 set -euo pipefail
 BUNDLES=$1

@@ -16,3 +16,23 @@ def write_csv(path: Path, header: str, rows: list[str]) -> Path:
 def write_features(directory: Path, frame_ids: list[str], values: np.ndarray) -> None:
     np.save(directory / "frame_features.npy", values)
     (directory / "frame_features.ids.txt").write_text("\n".join(frame_ids) + "\n", encoding="utf-8")
+
+
+def write_feedback_from_likes(directory: Path) -> Path:
+    """Write ``frame_feedback.csv`` into a dataset directory from its frame likes: every frame of
+    each (user, item) pair with a like, labelled 1 when liked and 0 otherwise, as if a platform
+    had shown each of the item's frames once and logged the clicks."""
+    import pyarrow.parquet as pq
+
+    def table(stem: str) -> dict[str, np.ndarray]:
+        found = pq.read_table(directory / f"{stem}.parquet").to_pydict()
+        return {k: np.asarray(v, dtype=str) for k, v in found.items()}
+
+    likes, frames = table("frame_likes"), table("item_frames")
+    pairs = sorted(set(zip(likes["user_id"].tolist(), likes["item_id"].tolist(), strict=True)))
+    liked = set(zip(likes["user_id"].tolist(), likes["frame_id"].tolist(), strict=True))
+    frames_of: dict[str, list[str]] = {}
+    for item, frame in zip(frames["item_id"].tolist(), frames["frame_id"].tolist(), strict=True):
+        frames_of.setdefault(item, []).append(frame)
+    rows = [f"{user},{item},{frame},{int((user, frame) in liked)}" for user, item in pairs for frame in frames_of[item]]
+    return write_csv(directory / "frame_feedback.csv", "user_id,item_id,frame_id,label", rows)

@@ -94,6 +94,13 @@ def prepare(
     split: Annotated[str, typer.Option(help="random, leave-one-out or temporal.")] = "random",
     ratios: Annotated[str, typer.Option(help="train,valid,test fractions (random/temporal).")] = "0.7,0.1,0.2",
     seed: Annotated[int, typer.Option(help="Seed of the split.")] = 0,
+    feedback_share: Annotated[
+        float,
+        typer.Option(
+            "--frame-feedback-share",
+            help="Share of the training (user, item) pairs whose frame feedback is used (seeded subset).",
+        ),
+    ] = 1.0,
     force: Annotated[
         bool, typer.Option(help="Replace an earlier prepared dataset at --out (never other files).")
     ] = False,
@@ -106,16 +113,10 @@ def prepare(
     parts = tuple(float(x) for x in ratios.split(","))
     if len(parts) != 3:
         raise ValueError(f"--ratios needs three numbers, got {ratios!r}")
-    config = PrepareConfig(min_user, min_item, SplitConfig(split, parts, seed))  # type: ignore[arg-type]
+    config = PrepareConfig(min_user, min_item, SplitConfig(split, parts, seed), feedback_share)  # type: ignore[arg-type]
     data = prepare_dataset(source, out, config, force=force)
-    typer.echo(
-        json.dumps(
-            {
-                k: data.meta[k]
-                for k in ("n_users", "n_items", "n_frames", "n_interactions", "n_frame_likes", "fingerprint")
-            }
-        )
-    )
+    shown = ("n_users", "n_items", "n_frames", "n_interactions", "n_frame_likes", "n_frame_feedback", "fingerprint")
+    typer.echo(json.dumps({k: data.meta[k] for k in shown if k in data.meta}))
 
 
 @app.command()
@@ -281,11 +282,19 @@ def compare(
         bool, typer.Option(help="Add RND's analytic value and the frame-popularity reference (key frames).")
     ] = True,
     part: Annotated[str, typer.Option(help="Evaluate on test, or on valid while choosing settings.")] = "test",
+    feedback_share: Annotated[
+        float,
+        typer.Option(
+            "--frame-feedback-share",
+            help="Share of the training (user, item) pairs whose frame feedback is used (seeded subset).",
+        ),
+    ] = 1.0,
     progress: Annotated[bool, typer.Option(help="Progress bars on a terminal (log lines otherwise).")] = True,
 ) -> None:
     """Train and evaluate models at several seeds (each re-splits the data); prints mean ± std
     tables and paired differences, and writes OUT/summary.{md,json}. Finished runs are reused."""
     from jifr.compare import CompareConfig, format_summary, run_comparison, summarise
+    from jifr.data.prepare import PrepareConfig
     from jifr.train import TrainConfig
 
     config = CompareConfig(
@@ -293,6 +302,7 @@ def compare(
         seeds=tuple(int(s) for s in seeds.split(",") if s.strip()),
         train=TrainConfig(epochs=epochs, batch_size=batch_size, learning_rate=lr, patience=patience),
         settings=parse_settings(setting or []),
+        prepare=PrepareConfig(frame_feedback_share=feedback_share),
         repeats=repeats,
         references=references,
         part=part,

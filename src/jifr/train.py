@@ -1,6 +1,11 @@
 """Training: mini-batch Adam on the BPR objective with fresh negatives every epoch and early
 stopping on validation NDCG (full ranking), keeping the best weights.
 
+A model built with frame feedback (jifr.models.feedback) also takes a slice of the training
+frame feedback at every step, in a fresh random order every epoch, so one epoch passes over the
+interactions and the feedback once each; without frame feedback nothing of this runs and the
+random streams are those of plain BPR training.
+
 With a state directory, everything the next epoch depends on (weights, Adam state, the
 sampler's and torch's RNG states, early-stopping state, history) is saved after every epoch, so
 an interrupted run resumes at its last completed epoch and ends with the same weights as an
@@ -14,7 +19,7 @@ import dataclasses
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from jifr.data.prepared import PreparedData
+from jifr.data.prepared import FrameFeedback, PreparedData
 from jifr.data.sampling import PositiveSet, sample_negatives
 from jifr.errors import TrainingDivergedError
 from jifr.evaluate import evaluate_full
@@ -107,6 +112,12 @@ def fit(
         return History()
     if state_dir is not None and not resume:  # a state left by an earlier run must not be resumed later
         remove_training_state(state_dir)
+    if data.feedback is not None and len(data.feedback) and model.feedback_head() is None:
+        log.info(
+            "%s does not learn from frame feedback: the %d feedback rows are unused",
+            model.model_name,
+            len(data.feedback),
+        )
     started = time.perf_counter()
     loop = _start(model, data, config, state_dir if resume else None)
     positives = PositiveSet(data.train.csr(data.n_users, data.n_items))
@@ -220,6 +231,7 @@ def _train_epoch(
     users_all, items_all = data.train.users[order], data.train.items[order]
     negatives_all = sample_negatives(users_all, config.n_negatives, positives, loop.rng)
     starts = range(0, len(order), config.batch_size)
+    feedback = _feedback_batches(model, data, len(starts), loop.rng)
     bar = progress_bar(starts, enabled=show_progress, desc=f"epoch {loop.epoch}", leave=False, unit="batch")
     ticker = ProgressLog(log, f"epoch {loop.epoch}", len(starts), "batches", bar, enabled=show_progress)
     total = 0.0
@@ -228,6 +240,9 @@ def _train_epoch(
         users, pos = torch.as_tensor(users_all[batch]), torch.as_tensor(items_all[batch])
         pos_scores, neg_scores, penalty = model.triplet_scores(users, pos, torch.as_tensor(negatives_all[batch]))
         loss = bpr_loss(pos_scores, neg_scores) + penalty
+        logged = next(feedback) if feedback is not None else None
+        if logged is not None and len(logged[0]):
+            loss = loss + model.frame_feedback_loss(*logged)
         value = float(loss.detach())
         if not math.isfinite(value):  # stop before the step spreads NaN into every weight
             raise TrainingDivergedError(loop.epoch, index, len(starts), value, config.learning_rate)
@@ -238,3 +253,26 @@ def _train_epoch(
         bar.set_postfix(loss=f"{value:.4f}")
         ticker.update(index)
     return total / len(order)
+
+
+def _feedback_batches(
+    model: Recommender, data: PreparedData, n_batches: int, rng: np.random.Generator
+) -> Iterator[tuple[Tensor, Tensor, Tensor, Tensor]] | None:
+    """The training frame feedback in ``n_batches`` near-equal slices of a fresh random order,
+    as (users, frames, labels, weights) tensors; None for a model without a frame-feedback head.
+    With fewer feedback rows than batches, the last steps take none."""
+    if model.feedback_head() is None:
+        return None
+    if data.feedback is None or not len(data.feedback):
+        raise ValueError(f"{model.model_name} was built with frame feedback but the data has none")
+    feedback: FrameFeedback = data.feedback
+    slices = np.array_split(rng.permutation(len(feedback)), n_batches)
+    return (
+        (
+            torch.as_tensor(feedback.users[rows]),
+            torch.as_tensor(feedback.frames[rows]),
+            torch.as_tensor(feedback.labels[rows]),
+            torch.as_tensor(feedback.weights[rows]),
+        )
+        for rows in slices
+    )

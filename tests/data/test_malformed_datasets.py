@@ -36,6 +36,7 @@ HEADERS = {
     "item_frames": "item_id,frame_id",
     "frame_likes": "user_id,item_id,frame_id",
     "frame_exposures": "user_id,item_id,frame_id",
+    "frame_feedback": "user_id,item_id,frame_id,label",
 }
 # Valid exposures of the handmade dataset: each liked frame and the other frame of its item.
 EXPOSED = ["u0,i1,f10", "u0,i1,f11", "u2,i2,f20", "u2,i2,f21"]
@@ -116,6 +117,11 @@ def with_column(directory: Path, stem: str, column: str, row: int, value: str) -
 def exposures(directory: Path, rows: list[str] = EXPOSED, header: str = HEADERS["frame_exposures"]) -> None:
     """Give the handmade dataset a frame_exposures table."""
     write_csv(directory / "frame_exposures.csv", header, rows)
+
+
+def feedback(directory: Path, rows: list[str], header: str = HEADERS["frame_feedback"]) -> None:
+    """Give the handmade dataset a frame_feedback table."""
+    write_csv(directory / "frame_feedback.csv", header, rows)
 
 
 def all_timestamps(directory: Path, value: str) -> None:
@@ -469,6 +475,79 @@ EXPOSURE_CASES = [
         lambda d: (exposures(d), as_directory(d, "frame_exposures.csv")),
     ),
 ]
+FEEDBACK = ["u0,i1,f10,1", "u0,i1,f11,0", "u1,i0,f00,0"]
+FEEDBACK_CASES = [
+    case(
+        "feedback-unknown-user",
+        "frame_feedback.csv",
+        "row 4: unknown user 'u9'",
+        lambda d: feedback(d, [*FEEDBACK, "u9,i1,f10,1"]),
+    ),
+    case("feedback-unknown-item", "frame_feedback.csv", "unknown item 'i7'", lambda d: feedback(d, ["u0,i7,f10,1"])),
+    case("feedback-unknown-frame", "frame_feedback.csv", "unknown frame 'f19'", lambda d: feedback(d, ["u0,i1,f19,1"])),
+    case(
+        "feedback-another-items-frame",
+        "frame_feedback.csv",
+        "row 2: frame 'f00' is not a frame of item 'i1'",
+        lambda d: feedback(d, ["u0,i1,f10,1", "u0,i1,f00,0"]),
+    ),
+    case(
+        "feedback-without-label",
+        "frame_feedback.csv",
+        "missing column(s) label",
+        lambda d: feedback(d, ["u0,i1,f10"], header="user_id,item_id,frame_id"),
+    ),
+    case(
+        "feedback-label-2",
+        "frame_feedback.csv",
+        "row 3: label must be 0 or 1, got 2",
+        lambda d: feedback(d, [*FEEDBACK[:2], "u1,i0,f00,2"]),
+    ),
+    case(
+        "feedback-label-half",
+        "frame_feedback.csv",
+        "label must be 0 or 1, got 0.5",
+        lambda d: feedback(d, ["u0,i1,f10,0.5"]),
+    ),
+    case(
+        "feedback-label-text",
+        "frame_feedback.csv",
+        "row 2: column 'label' must be numeric",
+        lambda d: feedback(d, ["u0,i1,f10,1", "u0,i1,f11,yes"]),
+    ),
+    case(
+        "feedback-label-empty",
+        "frame_feedback.csv",
+        "row 1: missing or non-finite 'label'",
+        lambda d: feedback(d, ["u0,i1,f10,", "u0,i1,f11,1"]),
+    ),
+    case(
+        "feedback-propensity-zero",
+        "frame_feedback.csv",
+        "row 2: propensity must be in (0, 1]",
+        lambda d: feedback(d, ["u0,i1,f10,1,0.5", "u0,i1,f11,0,0"], header=HEADERS["frame_feedback"] + ",propensity"),
+    ),
+    case(
+        "feedback-propensity-above-one",
+        "frame_feedback.csv",
+        "got 1.5",
+        lambda d: feedback(d, ["u0,i1,f10,1,1.5"], header=HEADERS["frame_feedback"] + ",propensity"),
+    ),
+    case(
+        "feedback-propensity-nan",
+        "frame_feedback.csv",
+        "non-finite 'propensity'",
+        lambda d: feedback(d, ["u0,i1,f10,1,nan"], header=HEADERS["frame_feedback"] + ",propensity"),
+    ),
+    case("feedback-header-only", "frame_feedback.csv", "header but no rows", lambda d: feedback(d, [])),
+    case("feedback-not-utf8", "frame_feedback.csv", NOT_UTF8, lambda d: put(d, "frame_feedback.csv", RANDOM_BYTES)),
+    case(
+        "feedback-directory",
+        "frame_feedback.csv",
+        "is a directory",
+        lambda d: (feedback(d, FEEDBACK), as_directory(d, "frame_feedback.csv")),
+    ),
+]
 UNREADABLE_NPY = "not a readable .npy array"
 EMPTY_OR_TRUNCATED = [
     case("empty-npy", "frame_features.npy", "is empty", lambda d: put(d, "frame_features.npy", b"")),
@@ -563,6 +642,7 @@ CASES = (
     + DIMENSIONS
     + REFERENCES
     + EXPOSURE_CASES
+    + FEEDBACK_CASES
     + EMPTY_OR_TRUNCATED
     + NOT_A_FILE
 )

@@ -49,7 +49,7 @@ def test_a_saved_config_rebuilds_its_model(tiny: PreparedData) -> None:
 def _changed(value: Any) -> Any:
     if isinstance(value, str):
         return {"att": "avg", "avg": "att"}[value]
-    return value + 8 if isinstance(value, int) else value * 10
+    return value + 8 if isinstance(value, int) else (value * 10 or 0.1)
 
 
 def _outputs(spec: ModelSpec, config: Any, data: PreparedData) -> tuple[dict[str, torch.Tensor], list[torch.Tensor]]:
@@ -70,6 +70,9 @@ def _same(
     )
 
 
+FEEDBACK_SETTINGS = ("frame_feedback_weight", "l2_frame_bias")
+
+
 @pytest.mark.parametrize("name", JIFR_MODELS)
 def test_ignored_settings_change_nothing_and_the_others_change_something(name: str, tiny: PreparedData) -> None:
     spec = MODELS[name]
@@ -82,6 +85,10 @@ def test_ignored_settings_change_nothing_and_the_others_change_something(name: s
             config = dataclasses.replace(base, **{field.name: _changed(getattr(base, field.name))})
         except ValueError:  # e.g. collab_dim alone under rating attention: it matters, and is checked
             assert field.name in spec.settings
+            continue
+        if field.name in FEEDBACK_SETTINGS:  # act only with frame feedback (tests/test_frame_feedback.py)
+            with pytest.raises(ValueError, match="need frame feedback"):
+                _outputs(spec, config, tiny)
             continue
         assert _same(reference, _outputs(spec, config, tiny)) == (field.name in spec.ignored), field.name
 

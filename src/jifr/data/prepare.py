@@ -15,6 +15,7 @@ from jifr.data.filtering import k_core_mask
 from jifr.data.frame_features import FrameFeatures
 from jifr.data.prepared import (
     FEATURES_NAME,
+    FrameFeedback,
     FrameLikes,
     Interactions,
     ItemFrames,
@@ -39,10 +40,15 @@ class PrepareConfig:
     min_user_interactions: int = 5
     min_item_interactions: int = 5
     split: SplitConfig = field(default_factory=SplitConfig)
+    # Share of the (user, item) pairs with frame feedback whose feedback is kept for training,
+    # a subset drawn with the split seed (learning curves); 1 keeps all of it.
+    frame_feedback_share: float = 1.0
 
     def __post_init__(self) -> None:
         if self.min_user_interactions < 1 or self.min_item_interactions < 1:
             raise ValueError("k-core thresholds must be >= 1")
+        if not 0.0 <= self.frame_feedback_share <= 1.0:
+            raise ValueError(f"frame_feedback_share must be in [0, 1], got {self.frame_feedback_share}")
 
 
 def prepare_dataset(
@@ -109,12 +115,26 @@ def _index_and_split(raw: RawDataset, config: PrepareConfig, out: Path) -> Prepa
     splits = {
         name: Interactions(users[part == k], items[part == k]) for k, name in enumerate(("train", "valid", "test"))
     }
+    feedback = None
+    if raw.frame_feedback is not None:
+        feedback = _index_feedback(raw.frame_feedback, user_ids, item_ids, frame_ids, splits, config, filter_log)
     write_frame_table(out, frame_columns)
     meta = _meta(raw, config, filter_log, user_ids, item_ids, frames, splits, likes)
     if exposures is not None:
         meta["n_frame_exposures"] = len(exposures)
+    if feedback is not None:
+        meta["n_frame_feedback"] = len(feedback)
     data = PreparedData(
-        out, user_ids, item_ids, frame_ids, frames, likes=likes, meta=meta, exposures=exposures, **splits
+        out,
+        user_ids,
+        item_ids,
+        frame_ids,
+        frames,
+        likes=likes,
+        meta=meta,
+        exposures=exposures,
+        feedback=feedback,
+        **splits,
     )
     meta["fingerprint"] = _fingerprint(data, frame_features_digest=meta.pop("_features_digest"))
     _log_summary(meta)
@@ -198,6 +218,57 @@ def _index_triples(
     return FrameLikes(lu[interacted], li[interacted], lf[interacted]), n_dropped
 
 
+def _index_feedback(
+    table: Table,
+    user_ids: np.ndarray,
+    item_ids: np.ndarray,
+    frame_ids: np.ndarray,
+    splits: dict[str, Interactions],
+    config: PrepareConfig,
+    filter_log: dict[str, Any],
+) -> FrameFeedback:
+    """Frame feedback in index space, for training only.
+
+    Rows of users or items removed by filtering are dropped, and so is all feedback on the
+    (user, item) pairs of the validation and test splits: those pairs' frame likes are what the
+    key-frame protocols score. With ``frame_feedback_share`` < 1, the feedback of a seeded subset
+    of the remaining pairs is kept. Every count is logged and recorded in the filtering log.
+    """
+    known = np.isin(table["user_id"], user_ids) & np.isin(table["item_id"], item_ids)
+    users, items = _codes(table["user_id"][known], user_ids), _codes(table["item_id"][known], item_ids)
+    order = np.argsort(frame_ids)
+    frames = order[np.searchsorted(frame_ids[order], table["frame_id"][known])].astype(np.int64)
+    labels = table["label"][known].astype(np.float32)
+    weights = (1.0 / table["propensity"][known] if "propensity" in table else np.ones(len(users))).astype(np.float32)
+    keys = users * len(item_ids) + items
+    held_out = np.isin(
+        keys, np.concatenate([p.users * len(item_ids) + p.items for n, p in splits.items() if n != "train"])
+    )
+    pairs = np.unique(keys[~held_out])
+    rng = np.random.default_rng([config.split.seed, 1])  # a stream of its own, apart from the split's
+    chosen = rng.permutation(pairs)[: int(round(config.frame_feedback_share * len(pairs)))]
+    keep = ~held_out & np.isin(keys, chosen)
+    counts = {
+        "frame_feedback_read": len(table),
+        "frame_feedback_removed": int((~known).sum()),
+        "frame_feedback_held_out": int(held_out.sum()),
+        "frame_feedback_left_out_by_share": int((~held_out).sum() - keep.sum()),
+    }
+    filter_log |= counts
+    log.info(
+        "%s: %d frame feedback row(s) read; %d of removed users or items, %d on validation or test pairs "
+        "(held out), %d left out by frame_feedback_share=%g; %d kept for training",
+        table.path.name,
+        len(table),
+        counts["frame_feedback_removed"],
+        counts["frame_feedback_held_out"],
+        counts["frame_feedback_left_out_by_share"],
+        config.frame_feedback_share,
+        int(keep.sum()),
+    )
+    return FrameFeedback(users[keep], items[keep], frames[keep], labels[keep], weights[keep])
+
+
 def _meta(
     raw: RawDataset,
     config: PrepareConfig,
@@ -247,6 +318,10 @@ def _fingerprint(data: PreparedData, frame_features_digest: str) -> str:
         exposures = data.exposures
         digest.update(b"frame_exposures")
         digest.update(exposures.users.tobytes() + exposures.items.tobytes() + exposures.frames.tobytes())
+    if data.feedback is not None:
+        digest.update(b"frame_feedback")
+        for name in FrameFeedback.FIELDS:
+            digest.update(getattr(data.feedback, name).tobytes())
     return digest.hexdigest()[:16]
 
 

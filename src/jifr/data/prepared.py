@@ -3,7 +3,7 @@
 On disk (``jifr prepare`` writes it, every model reads it):
     prepared.json        counts, filtering log, split config, fingerprint, version
     arrays.npz           split interactions, item->frame ``indptr``, frame likes and, when the
-                         dataset has them, frame exposures (no pickle)
+                         dataset has them, frame exposures and training frame feedback (no pickle)
     users.txt items.txt frames.txt   raw ids, one per line, in index order
     frames.parquet       frame_id, item_id, path, title (for display)
     features.npy         (L, D) features in frame-index order, memory-mapped when loaded
@@ -87,6 +87,24 @@ class FrameLikes:
 
 
 @dataclass
+class FrameFeedback:
+    """Logged frame displays used for training: (user, item, frame) indices, the 0/1 label and
+    the row's weight (1 / propensity, or 1 without propensities). Only pairs outside the
+    validation and test splits are kept (``jifr prepare``)."""
+
+    users: np.ndarray  # (n,) int64
+    items: np.ndarray  # (n,) int64
+    frames: np.ndarray  # (n,) int64, global frame index
+    labels: np.ndarray  # (n,) float32, 0 or 1
+    weights: np.ndarray  # (n,) float32, > 0
+
+    FIELDS = ("users", "items", "frames", "labels", "weights")
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+
+@dataclass
 class PreparedData:
     """Everything a model, a trainer and an evaluator need, in index space."""
 
@@ -101,6 +119,7 @@ class PreparedData:
     likes: FrameLikes
     meta: dict[str, Any] = field(default_factory=dict)
     exposures: FrameLikes | None = None  # None: the dataset has no frame_exposures table
+    feedback: FrameFeedback | None = None  # None: the dataset has no frame_feedback table
 
     @property
     def n_users(self) -> int:
@@ -159,6 +178,8 @@ def save_prepared(data: PreparedData) -> None:
     arrays |= {f"likes_{k}": getattr(data.likes, k) for k in ("users", "items", "frames")}
     if data.exposures is not None:
         arrays |= {f"exposures_{k}": getattr(data.exposures, k) for k in ("users", "items", "frames")}
+    if data.feedback is not None:
+        arrays |= {f"feedback_{k}": getattr(data.feedback, k) for k in FrameFeedback.FIELDS}
     np.savez(out / ARRAYS_NAME, **arrays)
     for name, ids in (("users", data.user_ids), ("items", data.item_ids), ("frames", data.frame_ids)):
         (out / f"{name}.txt").write_text("".join(f"{x}\n" for x in ids), encoding="utf-8")
@@ -191,6 +212,9 @@ def load_prepared(directory: str | Path) -> PreparedData:
         exposures = None
         if "exposures_users" in arrays:
             exposures = FrameLikes(arrays["exposures_users"], arrays["exposures_items"], arrays["exposures_frames"])
+        feedback = None
+        if "feedback_users" in arrays:
+            feedback = FrameFeedback(*(arrays[f"feedback_{k}"] for k in FrameFeedback.FIELDS))
     with _damaged_file_reported(directory / FEATURES_NAME):
         features = np.load(directory / FEATURES_NAME, mmap_mode="r", allow_pickle=False)
     ids = {}
@@ -209,6 +233,7 @@ def load_prepared(directory: str | Path) -> PreparedData:
         likes=likes,
         meta=meta,
         exposures=exposures,
+        feedback=feedback,
     )
     _check_sizes(data)
     return data
@@ -233,6 +258,12 @@ def _check_sizes(data: PreparedData) -> None:
         problems.append("the item->frame index does not match items.txt and frames.txt")
     if any(len(p) and (p.users.max() >= data.n_users or p.items.max() >= data.n_items) for p in data.splits()):
         problems.append("an interaction refers to a user or item beyond users.txt or items.txt")
+    feedback = data.feedback
+    if feedback is not None and len(feedback):
+        if len({len(getattr(feedback, k)) for k in FrameFeedback.FIELDS}) != 1:
+            problems.append("the frame feedback arrays differ in length")
+        elif feedback.users.max() >= data.n_users or feedback.frames.max() >= len(data.frame_ids):
+            problems.append("a frame feedback row refers to a user or frame beyond users.txt or frames.txt")
     if problems:
         problem = f"inconsistent prepared dataset: {'; '.join(problems)}; run 'jifr prepare' again"
         raise DataError(data.directory, problem)

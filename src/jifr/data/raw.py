@@ -28,6 +28,7 @@ class RawDataset:
     frame_likes: Table | None  # user_id, item_id, frame_id
     item_titles: dict[str, str]
     frame_exposures: Table | None = None  # user_id, item_id, frame_id: the frames each user was shown
+    frame_feedback: Table | None = None  # user_id, item_id, frame_id, label[, propensity]: logged frame clicks
 
 
 def _first_not_in(values: np.ndarray, known: np.ndarray) -> int | None:
@@ -49,8 +50,9 @@ def load_raw_dataset(directory: str | Path) -> RawDataset:
     exposures = _read_frame_table(directory, "frame_exposures", "frame-exposure", interactions, item_frames)
     if likes is not None and exposures is not None:
         _check_likes_were_exposed(likes, exposures)
+    feedback = _read_frame_feedback(directory, interactions, item_frames)
     titles = _read_titles(directory)
-    return RawDataset(directory, interactions, item_frames, features, likes, titles, exposures)
+    return RawDataset(directory, interactions, item_frames, features, likes, titles, exposures, feedback)
 
 
 def _read_interactions(directory: Path) -> Table:
@@ -109,6 +111,37 @@ def _read_frame_table(directory: Path, stem: str, what: str, interactions: Table
         return None
     columns = ["user_id", "item_id", "frame_id"]
     table = drop_duplicates(read_table(path, columns), columns, what)
+    _check_frame_rows(table, interactions, item_frames)
+    return table
+
+
+def _read_frame_feedback(directory: Path, interactions: Table, item_frames: Table) -> Table | None:
+    """The optional ``frame_feedback`` table: one row per logged display of a frame, with its
+    0/1 ``label`` (clicked or liked) and, optionally, the ``propensity`` in (0, 1] with which the
+    logging policy chose that frame. Repeated rows are repeated displays and are all kept."""
+    path = find_table(directory, "frame_feedback", required=False)
+    if path is None:
+        return None
+    table = read_table(path, ["user_id", "item_id", "frame_id"], numbers=("label",), optional_numbers=("propensity",))
+    _check_frame_rows(table, interactions, item_frames)
+    labels = table["label"]
+    bad = (labels != 0) & (labels != 1)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise DataError(path, f"label must be 0 or 1, got {labels[i]:g}", row=table.file_row(i))
+    if "propensity" in table:
+        propensity = table["propensity"]
+        bad = (propensity <= 0) | (propensity > 1)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            problem = f"propensity must be in (0, 1] (the probability the frame was shown), got {propensity[i]:g}"
+            raise DataError(path, problem, row=table.file_row(i))
+    return table
+
+
+def _check_frame_rows(table: Table, interactions: Table, item_frames: Table) -> None:
+    """Every row names a known user, a known item and a frame of that item."""
+    path = table.path
     _require_known(table, "user_id", interactions["user_id"], lambda v: f"unknown user '{v}'")
     _require_known(table, "item_id", item_frames["item_id"], lambda v: f"unknown item '{v}'")
     _require_known(table, "frame_id", item_frames["frame_id"], lambda v: f"unknown frame '{v}'")
@@ -119,7 +152,6 @@ def _read_frame_table(directory: Path, stem: str, what: str, interactions: Table
         i = int(np.flatnonzero(wrong)[0])
         frame, item = table["frame_id"][i], table["item_id"][i]
         raise DataError(path, f"frame '{frame}' is not a frame of item '{item}'", row=table.file_row(i))
-    return table
 
 
 def _check_likes_were_exposed(likes: Table, exposures: Table) -> None:

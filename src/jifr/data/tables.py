@@ -250,14 +250,16 @@ def read_table(
     ids: list[str],
     optional_ids: tuple[str, ...] = (),
     optional_numbers: tuple[str, ...] = (),
+    numbers: tuple[str, ...] = (),
 ) -> Table:
-    """Read a table; ``ids`` are required string columns, the optional ones are kept when present.
+    """Read a table; ``ids`` are required string columns and ``numbers`` required numeric ones,
+    the optional ones are kept when present.
 
     ``optional_ids`` are free text (paths, titles). Row numbers in errors are 1-based data rows
     (the header is not counted).
     """
     table = _read_arrow(path, ids, list(optional_ids))
-    missing = [c for c in ids if c not in table.column_names]
+    missing = [c for c in (*ids, *numbers) if c not in table.column_names]
     if missing:
         found = ", ".join(repr(c) if c != c.strip() or not c else c for c in table.column_names)
         raise DataError(path, f"missing column(s) {', '.join(missing)}; found {found or 'none'}")
@@ -267,7 +269,7 @@ def read_table(
     for c in optional_ids:
         if c in table.column_names:
             columns[c] = _to_str_array(_text_column(path, table, c, TEXT_MAX_CHARS))
-    for c in optional_numbers:
+    for c in (*numbers, *optional_numbers):
         if c in table.column_names:
             columns[c] = _number_column(path, table, c)
     return Table(path=path, columns=columns)

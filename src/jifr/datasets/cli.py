@@ -80,6 +80,13 @@ def build(
         float | None,
         typer.Option(help="Planted: probability, 0..1, that a like follows the hidden visual taste (0.5)."),
     ] = None,
+    frame_feedback: Annotated[
+        bool | None,
+        typer.Option(
+            "--frame-feedback",
+            help="Bundles: also write frame_feedback.csv, every poster of each user-bundle pair labelled liked or not.",
+        ),
+    ] = None,
     force: Annotated[
         bool, typer.Option(help="Replace an earlier jifr dataset at --out, features included (never other files).")
     ] = False,
@@ -90,7 +97,13 @@ def build(
     from jifr.datasets.mirror import MirrorNotFoundError
     from jifr.datasets.movielens import dataset_statistics
 
-    options = {"seed": seed, "bundle_size": bundle_size, "like_threshold": like_threshold, "taste": taste}
+    options = {
+        "seed": seed,
+        "bundle_size": bundle_size,
+        "like_threshold": like_threshold,
+        "taste": taste,
+        "frame_feedback": frame_feedback,
+    }
     try:
         path = builders()[name](mirror, out, **_builder_options(name, options), force=force)
     except (MirrorNotFoundError, DataError, OSError, ValueError) as error:

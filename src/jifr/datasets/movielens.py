@@ -82,6 +82,7 @@ class BundleConfig:
     n_clusters: int = 40
     n_init: int = 10  # k-means restarts
     seed: int = 0
+    frame_feedback: bool = False  # also write frame_feedback.csv (every poster of each pair, label = liked)
 
     def __post_init__(self) -> None:
         if not 1 <= self.min_bundle <= self.bundle_size <= self.max_bundle:
@@ -124,6 +125,7 @@ def build_movielens_bundles(
     n_components: int = 32,
     n_clusters: int = 40,
     seed: int = 0,
+    frame_feedback: bool = False,
     *,
     force: bool = False,
 ) -> Path:
@@ -137,9 +139,21 @@ def build_movielens_bundles(
     movies (timestamp: earliest such rating), likes the posters of the movies they rated
     ``>= like_threshold`` (``frame_likes``, evaluation only) and was exposed to the posters of
     all the movies they rated, at any rating (``frame_exposures``). ``out_dir`` is written as by
-    ``build_movielens_100k_posters``. Returns ``out_dir``.
+    ``build_movielens_100k_posters``. With ``frame_feedback``, ``frame_feedback.csv`` logs every
+    poster of every user-bundle pair with label 1 when the user liked it, as if the platform had
+    shown each poster once and logged the clicks (``jifr prepare`` keeps only the training pairs'
+    rows). Returns ``out_dir``.
     """
-    config = BundleConfig(bundle_size, min_bundle, max_bundle, like_threshold, n_components, n_clusters, seed=seed)
+    config = BundleConfig(
+        bundle_size,
+        min_bundle,
+        max_bundle,
+        like_threshold,
+        n_components,
+        n_clusters,
+        seed=seed,
+        frame_feedback=frame_feedback,
+    )
     data = load_movielens_100k(mirror)
     bundled = _bundle_movies(data, config)
     with staged_directory(out_dir, "dataset", force=force, inputs=[data.dataset_dir]) as out:
@@ -179,6 +193,35 @@ def _write_bundles(out: Path, data: MovieLens100K, bundled: _Bundled, config: Bu
     """Every table of ``movielens-bundles`` (all but meta.json)."""
     _write_bundle_tables(out, data, bundled.movies, bundled.bundles)
     _write_bundle_interactions(out, bundled.ratings, bundled.bundle_of_rating, config.like_threshold)
+    if config.frame_feedback:
+        _write_bundle_feedback(out, bundled, config.like_threshold)
+
+
+def _write_bundle_feedback(out: Path, bundled: _Bundled, like_threshold: int) -> None:
+    """``frame_feedback.csv``: each poster of each (user, bundle) pair, label 1 when liked."""
+    ratings, n_movies = bundled.ratings, bundled.movies.size
+    users, bundle = ratings[:, 0], bundled.bundle_of_rating
+    pairs = np.unique(users.astype(np.int64) * len(bundled.bundles) + bundle)
+    pair_user, pair_bundle = pairs // len(bundled.bundles), pairs % len(bundled.bundles)
+    sizes = np.array([len(b) for b in bundled.bundles])
+    members = np.concatenate(bundled.bundles)
+    starts = np.r_[0, np.cumsum(sizes)[:-1]]
+    row_pair = np.repeat(np.arange(len(pairs)), sizes[pair_bundle])
+    offset = np.arange(len(row_pair)) - np.repeat(
+        np.cumsum(sizes[pair_bundle]) - sizes[pair_bundle], sizes[pair_bundle]
+    )
+    column = members[starts[pair_bundle][row_pair] + offset]
+    user = pair_user[row_pair]
+    liked = ratings[:, 2] >= like_threshold
+    liked_keys = users[liked].astype(np.int64) * n_movies + bundled.column[liked]
+    label = np.isin(user * n_movies + column, liked_keys).astype(int)
+    movie = bundled.movies[column]
+    rows = zip(user.tolist(), pair_bundle[row_pair].tolist(), movie.tolist(), label.tolist(), strict=True)
+    _write_csv(
+        out / "frame_feedback.csv",
+        ("user_id", "item_id", "frame_id", "label"),
+        ((u, bundle_key(b), movie_key(m), y) for u, b, m, y in rows),
+    )
 
 
 def _write_movie_tables(out: Path, data: MovieLens100K) -> None:

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from jifr.data.prepared import Interactions, ItemFrames, PreparedData
+from jifr.data.prepared import FrameFeedback, Interactions, ItemFrames, PreparedData
+from jifr.models.frames import FrameStore
+
+if TYPE_CHECKING:
+    from jifr.models.feedback import FrameFeedbackHead
 
 
 @dataclass
@@ -22,10 +26,12 @@ class ModelInputs:
     n_items: int
     frames: ItemFrames
     train: Interactions
+    feedback: FrameFeedback | None = None  # training frame feedback, when the data has some
 
     @classmethod
     def from_data(cls, data: PreparedData) -> ModelInputs:
-        return cls(data.n_users, data.n_items, data.frames, data.train)
+        feedback = data.feedback if data.feedback is not None and len(data.feedback) else None
+        return cls(data.n_users, data.n_items, data.frames, data.train, feedback)
 
 
 def bpr_loss(positive: Tensor, negative: Tensor) -> Tensor:
@@ -63,6 +69,7 @@ class Recommender(nn.Module):
     trainable: ClassVar[bool] = True
     config: Any
     model_name: str  # the registry name it was built under (e.g. "jifr_na")
+    store: FrameStore  # the item->frame store, in models that use frames
 
     def __init__(self) -> None:
         super().__init__()
@@ -101,6 +108,42 @@ class Recommender(nn.Module):
     def score_frames(self, users: Tensor, items: Tensor) -> Tensor:
         """(B, F_max) key-frame scores of each item's frames; -inf pads items with fewer frames."""
         raise NotImplementedError(f"{self.name} does not rank key frames")
+
+    # ---- frame feedback (jifr.models.feedback) ---------------------------------------------
+    def feedback_head(self) -> FrameFeedbackHead | None:
+        """The frame-bias head of a model trained with frame feedback, else None."""
+        head = self._modules.get("frame_feedback")
+        return head  # type: ignore[return-value]
+
+    def personal_frame_scores(self, users: Tensor, features: Tensor, slot: Tensor) -> Tensor:
+        """(n,) the model's own score of frame ``slot[r]`` of ``features`` (m, D) for ``users[r]``
+        (n,); each distinct frame's features are projected once."""
+        raise NotImplementedError(f"{self.name} does not score frames from their features")
+
+    def frame_feedback_loss(self, users: Tensor, frames: Tensor, labels: Tensor, weights: Tensor) -> Tensor:
+        """The weighted frame-feedback loss of logged (user, frame, label) rows (jifr.models.feedback)."""
+        head = self.feedback_head()
+        if head is None:
+            raise ValueError(f"{self.model_name} was built without frame feedback")
+        distinct, slot = torch.unique(frames, return_inverse=True)
+        features = self.store.features(distinct)
+        personal = self.personal_frame_scores(users, features, slot)
+        return head.loss(personal, distinct, features, slot, labels, weights)
+
+    def visual_frame_scores(self, users: Tensor, items: Tensor) -> Tensor:
+        """``score_frames`` of a model whose frame score is ``personal_frame_scores`` plus, with
+        frame feedback, the frame bias."""
+        rows, mask = self.store.padded_frames(items)
+        frame_rows = rows[mask]
+        features = self.store.features(frame_rows)
+        slot = torch.arange(len(frame_rows))
+        scores = self.personal_frame_scores(users[mask.nonzero()[:, 0]], features, slot)
+        head = self.feedback_head()
+        if head is not None:
+            scores = scores + head.bias(frame_rows, features)
+        out = torch.full(mask.shape, float("-inf"))
+        out[mask] = scores
+        return out
 
 
 def seeded_generator(seed: int) -> torch.Generator:

@@ -6,6 +6,9 @@
     beta   = softmax( w2 . f(W2 [u_a, v_i]), w2 . f(W2 [w_a, x_i]) ) eqs. (9)-(10)
     l_ak   = w_a . (P c_k)                                         eq. (4), the key-frame score
 
+With frame feedback in the data (``frame_feedback``), the key-frame score gains a frame bias
+learned from the log, l_ak = w_a . (P c_k) + b_k + q . c_k (jifr.models.feedback).
+
 f is ReLU. ``content_attention="avg"`` replaces alpha by 1/|S_i| (eq. 1) and
 ``rating_attention="avg"`` sets beta_1 = beta_2 = 1/2; avg/avg is JIFR_NA (Table 2).
 The attention layers W1 and W2 carry a bias, which the paper's equations leave implicit.
@@ -21,6 +24,12 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from jifr.models.base import ModelInputs, Recommender, linear, normal_embedding, seeded_generator, squared_norm
+from jifr.models.feedback import (
+    DEFAULT_FEEDBACK_WEIGHT,
+    DEFAULT_L2_FRAME_BIAS,
+    check_feedback_settings,
+    feedback_head,
+)
 from jifr.models.frames import FrameStore, masked_softmax, scatter_rows
 
 Attention = Literal["avg", "att"]
@@ -39,8 +48,11 @@ class JIFRConfig:
     l2_projection: float = 1e-2  # on P (global); unregularised, P can memorise items
     l2_attention_input: float = 1e-1  # on W0
     l2_attention: float = 1e-1  # on W1, w1, W2, w2
+    frame_feedback_weight: float = DEFAULT_FEEDBACK_WEIGHT  # of the frame-feedback loss (with frame feedback)
+    l2_frame_bias: float = DEFAULT_L2_FRAME_BIAS  # on the frame bias b_k, q (with frame feedback)
 
     def __post_init__(self) -> None:
+        check_feedback_settings(self.frame_feedback_weight, self.l2_frame_bias)
         for name in ("content_attention", "rating_attention"):
             if getattr(self, name) not in ("avg", "att"):
                 raise ValueError(f"{name} must be 'avg' or 'att', got {getattr(self, name)!r}")
@@ -92,6 +104,9 @@ class JIFR(Recommender):
         if config.rating_attention == "att":
             self.rating_hidden = linear(2 * d1, h, g)  # W2
             self.rating_out = linear(h, 1, g, bias=False)  # w2
+        head = feedback_head(config, inputs, self.store.dim, self.name)
+        if head is not None:  # created last: the weights above are the same with or without it
+            self.frame_feedback = head
 
     # ---- item side -------------------------------------------------------------------------
     def item_visual(self, items: Tensor) -> Tensor:
@@ -220,9 +235,10 @@ class JIFR(Recommender):
         return torch.cat(blocks)
 
     def score_frames(self, users: Tensor, items: Tensor) -> Tensor:
-        """l_ak = w_a . (P c_k) for every frame k of each item, eq. (4); (B, F_max), -inf padded."""
-        rows, mask = self.store.padded_frames(items)
-        projected = self.projection(self.store.features(rows[mask]))
-        scores = torch.full(mask.shape, float("-inf"))
-        scores[mask] = (self.user_visual(users)[mask.nonzero()[:, 0]] * projected).sum(-1)
-        return scores
+        """l_ak = w_a . (P c_k) for every frame k of each item, eq. (4), plus the frame bias with
+        frame feedback; (B, F_max), -inf padded."""
+        return self.visual_frame_scores(users, items)
+
+    def personal_frame_scores(self, users: Tensor, features: Tensor, slot: Tensor) -> Tensor:
+        """w_a . (P c_k), eq. (4)."""
+        return (self.user_visual(users) * F.embedding(slot, self.projection(features))).sum(-1)

@@ -2,7 +2,8 @@
 
 The item's visual feature f_i is the mean of its frames' features. Because the visual terms are
 linear in f_i, the item's visual score is the mean of its frames' scores w_a.(E c_k) + beta'.c_k,
-which is what ``score_frames`` returns.
+which is what ``score_frames`` returns. With frame feedback in the data it adds a frame bias
+learned from the log (jifr.models.feedback).
 """
 
 from __future__ import annotations
@@ -14,6 +15,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from jifr.models.base import ModelInputs, Recommender, linear, normal_embedding, seeded_generator, squared_norm
+from jifr.models.feedback import (
+    DEFAULT_FEEDBACK_WEIGHT,
+    DEFAULT_L2_FRAME_BIAS,
+    check_feedback_settings,
+    feedback_head,
+)
 from jifr.models.frames import FrameStore
 
 
@@ -23,8 +30,11 @@ class VBPRConfig:
     visual_dim: int = 32
     l2: float = 1e-3  # on u, v, w and the item biases of each batch
     l2_projection: float = 1e-2  # on E and beta' (global)
+    frame_feedback_weight: float = DEFAULT_FEEDBACK_WEIGHT  # of the frame-feedback loss (with frame feedback)
+    l2_frame_bias: float = DEFAULT_L2_FRAME_BIAS  # on the frame bias b_k, q (with frame feedback)
 
     def __post_init__(self) -> None:
+        check_feedback_settings(self.frame_feedback_weight, self.l2_frame_bias)
         if min(self.collab_dim, self.visual_dim) < 1 or min(self.l2, self.l2_projection) < 0:
             raise ValueError("dimensions must be >= 1 and L2 weights >= 0")
 
@@ -48,6 +58,9 @@ class VBPR(Recommender):
         self.visual_bias = linear(self.store.dim, 1, generator, bias=False)  # beta'
         nn.init.zeros_(self.visual_bias.weight)
         self.register_buffer("item_features", self.store.item_means(), persistent=False)  # f_i
+        head = feedback_head(config, inputs, self.store.dim, self.name)
+        if head is not None:  # created last: the weights above are the same with or without it
+            self.frame_feedback = head
 
     def _item_terms(self, items: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Collaborative vector, projected visual vector and total bias of ``items``."""
@@ -98,10 +111,10 @@ class VBPR(Recommender):
         )
 
     def score_frames(self, users: Tensor, items: Tensor) -> Tensor:
-        rows, mask = self.store.padded_frames(items)
-        features = self.store.features(rows[mask])
-        frame_scores = (self.user_visual(users)[mask.nonzero()[:, 0]] * self.projection(features)).sum(-1)
-        frame_scores = frame_scores + self.visual_bias(features).squeeze(-1)
-        out = torch.full(mask.shape, float("-inf"))
-        out[mask] = frame_scores
-        return out
+        return self.visual_frame_scores(users, items)
+
+    def personal_frame_scores(self, users: Tensor, features: Tensor, slot: Tensor) -> Tensor:
+        """theta_u . (E c_k) + beta' . c_k."""
+        terms = torch.cat([self.projection(features), self.visual_bias(features)], dim=1)  # (m, d + 1)
+        gathered = F.embedding(slot, terms)
+        return (self.user_visual(users) * gathered[:, :-1]).sum(-1) + gathered[:, -1]
