@@ -7,12 +7,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from jifr.models.acf import ACF, ACFConfig
 from jifr.models.base import ModelInputs, Recommender, bpr_loss, config_from_dict
 from jifr.models.bpr import BPR, BPRConfig
+from jifr.models.cdl import CDL, CDLConfig
 from jifr.models.content import ContentCosine, ContentCosineConfig
 from jifr.models.jifr import JIFR, JIFRConfig
 from jifr.models.popularity import NoConfig, Popularity, RandomFrames
 from jifr.models.vbpr import VBPR, VBPRConfig
+from jifr.models.vpoi import VPOI, VPOIConfig
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,11 @@ MODELS: dict[str, ModelSpec] = {
     ),
     "bpr": ModelSpec(BPR, BPRConfig, summary="BPR matrix factorisation"),
     "vbpr": ModelSpec(VBPR, VBPRConfig, summary="VBPR with bias terms, item feature = mean of frames"),
+    "acf": ModelSpec(ACF, ACFConfig, summary="ACF: item- and frame-level attention over the user's history"),
+    "cdl": ModelSpec(CDL, CDLConfig, summary="CDL: user-history and image networks, content only (no free embeddings)"),
+    "vpoi": ModelSpec(
+        VPOI, VPOIConfig, summary="VPOI: BPR with item and user embeddings tied to projected image features"
+    ),
     "jifr": ModelSpec(JIFR, JIFRConfig, summary="JIFR: content attention + rating attention"),
     "jifr_na": ModelSpec(
         JIFR, JIFRConfig, {"content_attention": "avg", "rating_attention": "avg"}, "JIFR without attention (avg/avg)"
