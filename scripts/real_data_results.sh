@@ -20,11 +20,27 @@ jifr compare "$BUNDLES" --out "$OUT/compare-bundles" \
 jifr compare "$POSTERS" --out "$OUT/compare-posters" \
   --models pop,bpr,vbpr,jifr_na,jifr_content_att,jifr_rating_att,jifr
 
-# One setting changed at a time from the defaults, JIFR_NA and JIFR, scored on the validation split.
+# JIFR's attention L2 on the validation split: W0 (l2_attention_input) and W1, w1, W2, w2
+# (l2_attention). The defaults (0 and 0.3) were chosen from this sweep.
+attention() {
+  jifr compare "$BUNDLES" --out "$OUT/tune-attention/w0-$1-att-$2" --models jifr --part valid --no-references \
+    --set l2_attention_input="$1" --set l2_attention="$2"
+}
+attention 0.1 0.1  # the earlier defaults
+attention 0.01 0.1
+attention 0.001 0.1
+attention 0.1 0.01
+for l2 in 0.01 0.03 0.1 0.3 1; do attention 0 "$l2"; done
+python scripts/tuning_table.py --attention "$OUT/tune-attention"
+
+# One setting changed at a time from the earlier defaults (attention L2 0.1 on W0 and on the
+# attention networks), JIFR_NA and JIFR, scored on the validation split.
+EARLIER_ATTENTION=(--set jifr.l2_attention_input=0.1 --set jifr.l2_attention=0.1)
 tune() {
   local name=$1
   shift
-  jifr compare "$BUNDLES" --out "$OUT/tune/$name" --models jifr_na,jifr --part valid --no-references "$@"
+  jifr compare "$BUNDLES" --out "$OUT/tune/$name" --models jifr_na,jifr --part valid --no-references \
+    "${EARLIER_ATTENTION[@]}" "$@"
 }
 tune defaults
 tune lr-0.001 --lr 0.001
@@ -35,7 +51,7 @@ tune l2-0.0001 --set l2=0.0001
 tune l2-0.01 --set l2=0.01
 tune l2-projection-0.001 --set l2_projection=0.001
 tune l2-projection-0.1 --set l2_projection=0.1
-tune l2-attention-0.01 --set jifr.l2_attention=0.01 --set jifr.l2_attention_input=0.01
+tune l2-attention-0.01 --set jifr.l2_attention=0.01 --set jifr.l2_attention_input=0.01  # later --set wins
 tune l2-attention-1 --set jifr.l2_attention=1 --set jifr.l2_attention_input=1
 tune paper-l2-everywhere --set l2_projection=0.001 --set jifr.l2_attention=0.001 --set jifr.l2_attention_input=0.001
 tune patience-15-epochs-100 --epochs 100 --patience 15

@@ -7,6 +7,7 @@ feedback can."""
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -176,3 +177,22 @@ def test_checkpoint_keeps_the_frame_bias(prepared: PreparedData, tmp_path: Path)
     loaded, _, _ = load_checkpoint(tmp_path / "run", prepared)
     users, items = torch.arange(10), torch.arange(10)
     assert torch.equal(model.score_frames(users, items), loaded.score_frames(users, items))
+
+
+def test_command_line_share(planted: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from jifr.cli import app
+
+    done = CliRunner().invoke(
+        app, ["prepare", str(planted), "--out", str(tmp_path / "p"), "--frame-feedback-share", "0.5"]
+    )
+    assert done.exit_code == 0, done.output
+    shown = json.loads(done.output.strip().splitlines()[-1])
+    assert 0 < shown["n_frame_feedback"] < N_USERS * PER_USER * N_FRAMES * 0.7
+    refused = CliRunner().invoke(
+        app,
+        ["compare", str(planted), "--out", str(tmp_path / "c"), "--models", "jifr_na", "--frame-feedback-share", "2"],
+    )
+    assert refused.exit_code == 2 and "frame_feedback_share must be in [0, 1]" in refused.output
+    assert not (tmp_path / "c").exists()

@@ -55,6 +55,15 @@ def reports_errors(command: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+FeedbackShare = Annotated[
+    float,
+    typer.Option(
+        "--frame-feedback-share",
+        help="Share of the training (user, item) pairs whose frame feedback is used (seeded subset).",
+    ),
+]
+
+
 def parse_settings(settings: list[str]) -> dict[str, Any]:
     """``["collab_dim=64", "content_attention=avg"]`` -> {"collab_dim": 64, "content_attention": "avg"}."""
     out: dict[str, Any] = {}
@@ -94,13 +103,7 @@ def prepare(
     split: Annotated[str, typer.Option(help="random, leave-one-out or temporal.")] = "random",
     ratios: Annotated[str, typer.Option(help="train,valid,test fractions (random/temporal).")] = "0.7,0.1,0.2",
     seed: Annotated[int, typer.Option(help="Seed of the split.")] = 0,
-    feedback_share: Annotated[
-        float,
-        typer.Option(
-            "--frame-feedback-share",
-            help="Share of the training (user, item) pairs whose frame feedback is used (seeded subset).",
-        ),
-    ] = 1.0,
+    feedback_share: FeedbackShare = 1.0,
     force: Annotated[
         bool, typer.Option(help="Replace an earlier prepared dataset at --out (never other files).")
     ] = False,
@@ -282,13 +285,7 @@ def compare(
         bool, typer.Option(help="Add RND's analytic value and the frame-popularity reference (key frames).")
     ] = True,
     part: Annotated[str, typer.Option(help="Evaluate on test, or on valid while choosing settings.")] = "test",
-    feedback_share: Annotated[
-        float,
-        typer.Option(
-            "--frame-feedback-share",
-            help="Share of the training (user, item) pairs whose frame feedback is used (seeded subset).",
-        ),
-    ] = 1.0,
+    feedback_share: FeedbackShare = 1.0,
     progress: Annotated[bool, typer.Option(help="Progress bars on a terminal (log lines otherwise).")] = True,
 ) -> None:
     """Train and evaluate models at several seeds (each re-splits the data); prints mean ± std

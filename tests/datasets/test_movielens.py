@@ -250,6 +250,24 @@ def test_frame_exposures_are_every_rating_and_hold_every_like(bundles_dir: Path,
 
 
 @real_data
+def test_frame_feedback_logs_every_poster_of_every_pair(
+    mirror: Path, bundles_dir: Path, tmp_path: Path, raw: dict
+) -> None:
+    logged = build_movielens_bundles(mirror, tmp_path / "logged", frame_feedback=True)
+    for name in ("interactions.csv", "item_frames.csv", "frame_likes.csv", "frame_exposures.csv"):
+        assert (logged / name).read_bytes() == (bundles_dir / name).read_bytes(), name
+    assert not list(bundles_dir.glob("frame_feedback.*"))  # only on request
+    members = bundle_members(bundles_dir)
+    interacted = {(r["user_id"], r["item_id"]) for r in rows(bundles_dir / "interactions.csv")}
+    feedback = [(r["user_id"], r["item_id"], r["frame_id"], r["label"]) for r in rows(logged / "frame_feedback.csv")]
+    expected_rows = {(u, b, f"m{m}") for u, b in interacted for m in members[b]}
+    assert len(feedback) == len(expected_rows) and {f[:3] for f in feedback} == expected_rows
+    liked = {(str(u), f"m{m}") for u, m, r, _ in raw["ratings"] if r >= 4}
+    assert all(label == str(int((user, frame) in liked)) for user, _, frame, label in feedback)
+    assert json.loads((logged / "meta.json").read_text())["parameters"]["frame_feedback"] is True
+
+
+@real_data
 def test_bundle_statistics_in_meta(bundles_dir: Path) -> None:
     meta = json.loads((bundles_dir / "meta.json").read_text())
     statistics = meta["statistics"]
