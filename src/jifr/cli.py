@@ -276,6 +276,10 @@ def compare(
         list[str] | None,
         typer.Option("--set", help="KEY=VALUE for every model that has KEY, or MODEL.KEY=VALUE for one; repeatable."),
     ] = None,
+    settings_from: Annotated[
+        Path | None,
+        typer.Option(help="best-settings.json of `jifr tune`: each model's tuned settings (--set values win)."),
+    ] = None,
     epochs: Annotated[int, typer.Option(help="Maximum epochs.")] = 40,
     batch_size: Annotated[int, typer.Option(help="Positives per step.")] = 1024,
     lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 5e-3,
@@ -294,11 +298,20 @@ def compare(
     from jifr.data.prepare import PrepareConfig
     from jifr.train import TrainConfig
 
+    settings = parse_settings(setting or [])
+    if settings_from is not None:
+        from jifr.tune import merge_settings, read_best_settings
+
+        names = [m.strip() for m in models.split(",")]
+        tuned = read_best_settings(
+            settings_from, names, TrainConfig(epochs=epochs, batch_size=batch_size, patience=patience)
+        )
+        settings = merge_settings(tuned, settings)
     config = CompareConfig(
         models=tuple(m.strip() for m in models.split(",") if m.strip()),
         seeds=tuple(int(s) for s in seeds.split(",") if s.strip()),
         train=TrainConfig(epochs=epochs, batch_size=batch_size, learning_rate=lr, patience=patience),
-        settings=parse_settings(setting or []),
+        settings=settings,
         prepare=PrepareConfig(frame_feedback_share=feedback_share),
         repeats=repeats,
         references=references,
@@ -307,6 +320,64 @@ def compare(
     records = run_comparison(source, out, config, show_progress=progress)
     typer.echo(format_summary(summarise(records, config)))
     typer.echo(f"wrote {out / 'summary.md'} and {out / 'summary.json'}")
+
+
+@app.command()
+@reports_errors
+def tune(
+    source: Annotated[Path, typer.Argument(help="Dataset directory in the documented format (docs/format.md).")],
+    out: Annotated[Path, typer.Option(help="Directory for every trial's runs, tune.{json,md} and best-settings.json.")],
+    models: Annotated[
+        str, typer.Option(help="Comma-separated trained models (see `jifr models`).")
+    ] = "bpr,vbpr,jifr_na,jifr_content_att,jifr_rating_att,jifr",
+    trials: Annotated[int, typer.Option(help="Trials per model, the same for every model; trial 0 = defaults.")] = 8,
+    seeds: Annotated[str, typer.Option(help="Comma-separated seeds; a trial scores its mean over them.")] = "0,1",
+    search_seed: Annotated[int, typer.Option(help="Seed of the random search.")] = 0,
+    epochs: Annotated[int, typer.Option(help="Maximum epochs.")] = 40,
+    batch_size: Annotated[int, typer.Option(help="Positives per step.")] = 1024,
+    patience: Annotated[int, typer.Option(help="Validations without improvement before stopping.")] = 5,
+    feedback_share: FeedbackShare = 1.0,
+    progress: Annotated[bool, typer.Option(help="Progress bars on a terminal (log lines otherwise).")] = True,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace the tune already in OUT (default: resume it).")
+    ] = False,
+) -> None:
+    """Tune every model with the same budget: a seeded random search over its learning rate,
+    dimensions and L2 settings, scored by validation NDCG@10 (full ranking); the test split is
+    never evaluated. Writes OUT/tune.{md,json} and OUT/best-settings.json, for
+    `jifr compare --settings-from`. An interrupted tune resumes; finished trials are reused."""
+    from jifr.data.prepare import PrepareConfig
+    from jifr.train import TrainConfig
+    from jifr.tune import TuneConfig, format_tune, run_tune
+
+    config = TuneConfig(
+        models=tuple(m.strip() for m in models.split(",") if m.strip()),
+        trials=trials,
+        seeds=tuple(int(s) for s in seeds.split(",") if s.strip()),
+        search_seed=search_seed,
+        train=TrainConfig(epochs=epochs, batch_size=batch_size, patience=patience),
+        prepare=PrepareConfig(frame_feedback_share=feedback_share),
+    )
+    summary = run_tune(source, out, config, force=force, show_progress=progress, report=typer.echo)
+    typer.echo(format_tune(summary))
+    typer.echo(f"wrote {out / 'tune.md'}, {out / 'tune.json'} and {out / 'best-settings.json'}")
+
+
+@app.command()
+@reports_errors
+def report(
+    comparison: Annotated[Path, typer.Argument(help="A finished `jifr compare` output directory.")],
+    out: Annotated[Path, typer.Option(help="Report directory to write (PNG figures and report.md).")],
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace an earlier jifr report at OUT (nothing else).")
+    ] = False,
+) -> None:
+    """The paper's Fig. 3, Fig. 4, Table 2 and Fig. 5 (case study) from a finished comparison, as PNGs
+    and OUT/report.md with the tables, the commands that reproduce them, versions and data
+    fingerprints. Reads the results and the first seed's jifr checkpoint; trains nothing."""
+    from jifr.report import write_report
+
+    typer.echo(f"wrote {write_report(comparison, out, force=force) / 'report.md'}")
 
 
 @app.command()

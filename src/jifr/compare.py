@@ -68,6 +68,7 @@ ATTENTION_COLUMNS = [
     ("attention", "beta_visual_mean"),
     ("attention", "beta_visual_std"),
 ]
+TRAIN_SETTINGS = ("learning_rate",)  # training settings one model may change: "model.learning_rate"
 HEADLINE = (
     ("item_paper", "NDCG@10"),
     ("item_full", "NDCG@10"),
@@ -83,7 +84,9 @@ class CompareConfig:
     seeds: tuple[int, ...] = (0, 1, 2)
     train: TrainConfig = field(default_factory=TrainConfig)
     prepare: PrepareConfig = field(default_factory=PrepareConfig)
-    settings: dict[str, Any] = field(default_factory=dict)  # "key" for every model that has it, "model.key" for one
+    # "key" for every model that has it, "model.key" for one; "model.learning_rate" (TRAIN_SETTINGS)
+    # replaces train.learning_rate for that model only
+    settings: dict[str, Any] = field(default_factory=dict)
     repeats: int = 10  # of the sampled item protocol
     sampled_negatives: int = 1000
     references: bool = True  # RND's analytic value and frame popularity, when the data has frame likes
@@ -99,8 +102,12 @@ class CompareConfig:
             raise ValueError(f"part must be 'test' or 'valid', got {self.part!r}")
         if len(set(self.seeds)) != len(self.seeds) or len(set(self.models)) != len(self.models):
             raise ValueError("models and seeds must not repeat")
+        shared_train = sorted(k for k in self.settings if k in TRAIN_SETTINGS)
+        if shared_train:
+            raise ValueError(f"{', '.join(shared_train)} is a training setting: give it as MODEL.KEY for one model")
         for name in self.models:
             model_config(name, self.settings_of(name))  # unknown or fixed keys fail now, not after hours
+            self.train_for(name, self.seeds[0])  # so do invalid per-model training settings
         applied = {key for name in self.models for key in self.settings_of(name)}
         unused = [
             k
@@ -115,14 +122,24 @@ class CompareConfig:
         known = set(MODELS[name].settings)
         shared = {k: v for k, v in self.settings.items() if "." not in k and k in known}
         own = {k.split(".", 1)[1]: v for k, v in self.settings.items() if k.startswith(f"{name}.")}
-        return shared | own
+        return shared | {k: v for k, v in own.items() if k not in TRAIN_SETTINGS}
+
+    def train_for(self, name: str, seed: int) -> TrainConfig:
+        """The training config of model ``name`` at ``seed``: ``train`` with its ``name.learning_rate``."""
+        own = {k: self.settings[f"{name}.{k}"] for k in TRAIN_SETTINGS if f"{name}.{k}" in self.settings}
+        if own and not getattr(MODELS[name].model, "trainable", True):
+            raise ValueError(f"{name} is not trained: {', '.join(f'{name}.{k}' for k in own)} does not apply")
+        for key, value in own.items():
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(f"{name}.{key} must be a number, got {value!r}")
+        return dataclasses.replace(self.train, seed=seed, **own)
 
     def run_config(self, name: str, seed: int) -> dict[str, Any]:
         """Everything that determines one run's numbers (saved with its results, used to resume)."""
         return {
             "model": name,
             "model_config": dataclasses.asdict(model_config(name, self.settings_of(name))),
-            "train": dataclasses.asdict(dataclasses.replace(self.train, seed=seed)),
+            "train": dataclasses.asdict(self.train_for(name, seed)),
             "prepare": dataclasses.asdict(self.prepare_for(seed)),
             "item_paper": {"repeats": self.repeats, "n_negatives": self.sampled_negatives},
             "part": self.part,
@@ -160,7 +177,7 @@ def run_comparison(
         seed_dir = out / f"seed-{seed}"
         data = prepare_dataset(source, seed_dir / "prepared", config.prepare_for(seed), force=True)
         for name in config.models:
-            records.extend(_split_mean_user(_run_once(name, seed, data, config, seed_dir, show_progress)))
+            records.extend(_split_mean_user(run_once(name, seed, data, config, seed_dir, show_progress)))
         if config.references and len(data.likes):
             records.extend(_references(seed, data, config.part))
     summary = summarise(records, config)
@@ -169,9 +186,11 @@ def run_comparison(
     return records
 
 
-def _run_once(
-    name: str, seed: int, data: PreparedData, config: CompareConfig, seed_dir: Path, show_progress: bool
+def run_once(
+    name: str, seed: int, data: PreparedData, config: CompareConfig, seed_dir: Path, show_progress: bool = True
 ) -> RunRecord:
+    """Model ``name`` at ``seed`` on ``data`` (that seed's split): trained, evaluated on ``config.part``
+    and written to ``seed_dir/name.{json,csv}``, or read back from there when the same run finished."""
     wanted = config.run_config(name, seed)
     mean_user = _wants_mean_user(name, data, config)
     done = _finished_run(seed_dir / f"{name}.json", wanted, data.fingerprint, mean_user)
@@ -179,7 +198,7 @@ def _run_once(
         log.info("%s seed %d: reusing %s", name, seed, seed_dir / f"{name}.json")
         return done
     model = build_model(name, ModelInputs.from_data(data), config.settings_of(name), seed=seed)
-    train_config = dataclasses.replace(config.train, seed=seed)
+    train_config = config.train_for(name, seed)
     history = fit(model, data, train_config, show_progress=show_progress)
     save_checkpoint(seed_dir / "checkpoints" / name, model, data, train_config, history, seed=seed)
     started = time.perf_counter()
@@ -309,6 +328,16 @@ def _std(values: np.ndarray) -> float:
     return float(values.std(ddof=1)) if len(values) > 1 else 0.0
 
 
+def paired_verdict(diff: np.ndarray, spread: float) -> str:
+    """The verdict on per-seed paired differences a - b: clear only when every seed agrees in sign
+    and the mean difference exceeds ``spread``, the larger seed std of the two models."""
+    if (diff > 0).all() and diff.mean() > spread:
+        return "clear gain"
+    if (diff < 0).all() and -diff.mean() > spread:
+        return "clear loss"
+    return "no clear difference"
+
+
 def _paired(
     runs_a: Sequence[RunRecord], runs_b: Sequence[RunRecord], row_a: dict[str, Any], row_b: dict[str, Any]
 ) -> dict[str, Any]:
@@ -322,9 +351,7 @@ def _paired(
         a = {r.seed: r.metrics[protocol][metric] for r in runs_a}
         diff = np.array([a[s] - b_by_seed[s].metrics[protocol][metric] for s in seeds])
         spread = max(row_a[protocol][metric]["std"], row_b[protocol][metric]["std"])
-        verdict = "clear gain" if (diff > 0).all() and diff.mean() > spread else "no clear difference"
-        if (diff < 0).all() and -diff.mean() > spread:
-            verdict = "clear loss"
+        verdict = paired_verdict(diff, spread)
         out["metrics"][f"{protocol} {metric}"] = {
             "mean": float(diff.mean()),
             "std": _std(diff),

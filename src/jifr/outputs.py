@@ -1,7 +1,7 @@
 """Outputs that never destroy and never look complete before they are.
 
 Every directory jifr writes carries a marker file, ``.jifr-output.json``, naming the kind of
-output (``prepared``, ``run``, ``compare``, ``dataset``, ``demo``). A command may write into a
+output (``prepared``, ``run``, ``compare``, ``dataset``, ``demo``, ``tune``, ``report``). A command may write into a
 directory only if it does not exist, is empty, or holds a jifr output of the same kind; it may
 *replace* such an output only when asked (``--force``), never an input of the command, a
 directory holding one, or a directory jifr did not write.
@@ -32,7 +32,7 @@ import jifr
 from jifr.errors import DataError
 
 MARKER_NAME = ".jifr-output.json"
-OUTPUT_KINDS = ("prepared", "run", "compare", "dataset", "demo")
+OUTPUT_KINDS = ("prepared", "run", "compare", "dataset", "demo", "tune", "report")
 _FULL_DISK = {
     errno.ENOSPC: "no space left on device",
     errno.EDQUOT: "no space left: disk quota exceeded",
