@@ -199,18 +199,16 @@ def _write_bundles(out: Path, data: MovieLens100K, bundled: _Bundled, config: Bu
 
 def _write_bundle_feedback(out: Path, bundled: _Bundled, like_threshold: int) -> None:
     """``frame_feedback.csv``: each poster of each (user, bundle) pair, label 1 when liked."""
-    ratings, n_movies = bundled.ratings, bundled.movies.size
-    users, bundle = ratings[:, 0], bundled.bundle_of_rating
-    pairs = np.unique(users.astype(np.int64) * len(bundled.bundles) + bundle)
-    pair_user, pair_bundle = pairs // len(bundled.bundles), pairs % len(bundled.bundles)
-    sizes = np.array([len(b) for b in bundled.bundles])
-    members = np.concatenate(bundled.bundles)
-    starts = np.r_[0, np.cumsum(sizes)[:-1]]
-    row_pair = np.repeat(np.arange(len(pairs)), sizes[pair_bundle])
-    offset = np.arange(len(row_pair)) - np.repeat(
-        np.cumsum(sizes[pair_bundle]) - sizes[pair_bundle], sizes[pair_bundle]
-    )
-    column = members[starts[pair_bundle][row_pair] + offset]
+    ratings, n_movies, n_bundles = bundled.ratings, bundled.movies.size, len(bundled.bundles)
+    users = ratings[:, 0]
+    pairs = np.unique(users.astype(np.int64) * n_bundles + bundled.bundle_of_rating)
+    pair_user, pair_bundle = pairs // n_bundles, pairs % n_bundles
+    members = np.concatenate(bundled.bundles)  # movie columns, bundle after bundle
+    bundle_start = np.r_[0, np.cumsum([len(b) for b in bundled.bundles])]
+    size = np.diff(bundle_start)[pair_bundle]  # posters of each pair's bundle
+    row_pair = np.repeat(np.arange(len(pairs)), size)
+    position = np.arange(len(row_pair)) - np.repeat(np.cumsum(size) - size, size)  # within the bundle
+    column = members[bundle_start[pair_bundle][row_pair] + position]
     user = pair_user[row_pair]
     liked = ratings[:, 2] >= like_threshold
     liked_keys = users[liked].astype(np.int64) * n_movies + bundled.column[liked]

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -144,6 +145,15 @@ class Recommender(nn.Module):
         out = torch.full(mask.shape, float("-inf"))
         out[mask] = scores
         return out
+
+
+def mean_over_training_items(inputs: ModelInputs, item_values: Tensor) -> Tensor:
+    """(n_users, D) the mean of ``item_values`` (n_items, D) over each user's distinct training
+    items (a repeated interaction counts once); zeros for a user without any."""
+    train = (inputs.train.csr(inputs.n_users, inputs.n_items) > 0).astype(np.float64)
+    counts = np.asarray(train.sum(axis=1)).ravel()
+    normalised = sp.diags(1.0 / np.maximum(counts, 1.0)) @ train
+    return torch.from_numpy(normalised @ item_values.double().numpy()).float()
 
 
 def seeded_generator(seed: int) -> torch.Generator:

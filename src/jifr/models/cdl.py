@@ -27,13 +27,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from jifr.models.base import ModelInputs, Recommender, linear, seeded_generator, squared_norm
+from jifr.models.base import ModelInputs, Recommender, linear, mean_over_training_items, seeded_generator, squared_norm
 from jifr.models.frames import FrameStore, scatter_rows
 
 
@@ -49,15 +47,6 @@ class CDLConfig:
     def __post_init__(self) -> None:
         if min(self.dim, self.hidden_dim) < 1 or self.l2 < 0:
             raise ValueError("dim and hidden_dim must be >= 1 and l2 >= 0")
-
-
-def user_histories(inputs: ModelInputs, store: FrameStore) -> Tensor:
-    """(n_users, D) h_a: the mean over each user's training items of the item's mean frame
-    feature; zeros for a user without training items. A repeated interaction counts once."""
-    liked = (inputs.train.csr(inputs.n_users, inputs.n_items) > 0).astype(np.float64)
-    per_user = np.asarray(liked.sum(axis=1)).ravel()
-    row_mean = sp.diags(1.0 / np.maximum(per_user, 1.0)) @ liked  # rows sum to 1 (or are empty)
-    return torch.from_numpy(row_mean @ store.item_means().double().numpy()).float()
 
 
 def two_layer(in_dim: int, hidden_dim: int, out_dim: int, generator: torch.Generator) -> nn.Sequential:
@@ -78,7 +67,9 @@ class CDL(Recommender):
         self.store = FrameStore(inputs.frames)
         self.user_network = two_layer(self.store.dim, config.hidden_dim, config.dim, generator)  # f_U
         self.image_network = two_layer(self.store.dim, config.hidden_dim, config.dim, generator)  # f_I
-        self.register_buffer("user_history", user_histories(inputs, self.store), persistent=False)
+        self.register_buffer(
+            "user_history", mean_over_training_items(inputs, self.store.item_means()), persistent=False
+        )
 
     def user_embeddings(self, users: Tensor) -> Tensor:
         """(B, d) f_U(h_a) of ``users`` (B,)."""

@@ -44,13 +44,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from jifr.models.base import ModelInputs, Recommender, linear, normal_embedding, seeded_generator, squared_norm
+from jifr.models.base import (
+    ModelInputs,
+    Recommender,
+    linear,
+    mean_over_training_items,
+    normal_embedding,
+    seeded_generator,
+    squared_norm,
+)
 from jifr.models.frames import FrameStore
 
 
@@ -69,16 +75,6 @@ class VPOIConfig:
             raise ValueError("l2, l2_projection, lambda_item and lambda_user must be >= 0")
 
 
-def user_mean_features(inputs: ModelInputs, item_features: Tensor) -> Tensor:
-    """(n_users, D) dbar_a: mean of ``item_features`` (n_items, D) over each user's distinct
-    training items; zeros for a user with none."""
-    train = inputs.train.csr(inputs.n_users, inputs.n_items)
-    train.data[:] = 1.0  # a repeated interaction counts once
-    counts = np.asarray(train.sum(axis=1)).ravel()
-    normalised = sp.diags(1.0 / np.maximum(counts, 1.0)) @ train.astype(np.float64)
-    return torch.from_numpy(normalised @ item_features.double().numpy()).float()
-
-
 class VPOI(Recommender):
     name = "vpoi"
     ranks_frames = False
@@ -95,7 +91,7 @@ class VPOI(Recommender):
         self.projection = linear(self.store.dim, config.dim, generator, bias=False)  # P
         item_features = self.store.item_means()
         self.register_buffer("item_features", item_features, persistent=False)
-        self.register_buffer("user_features", user_mean_features(inputs, item_features), persistent=False)
+        self.register_buffer("user_features", mean_over_training_items(inputs, item_features), persistent=False)
 
     def _projected(self, features: Tensor, rows: Tensor) -> Tensor:
         """P feature of ``rows`` (any shape) of ``features`` (n, D), each distinct row projected once;
