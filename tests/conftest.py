@@ -7,12 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from dataset_files import write_csv, write_features
+from dataset_files import PLANTED, write_csv, write_features
 
 from jifr.data.prepare import PrepareConfig, prepare_dataset
 from jifr.data.prepared import PreparedData
 from jifr.datasets.mirror import MirrorNotFoundError, find_mirror
-from jifr.datasets.synthetic import write_synthetic
+from jifr.datasets.synthetic import write_dataset, write_synthetic
 
 
 @pytest.fixture(scope="session")
@@ -23,6 +23,13 @@ def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny(tiny_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> PreparedData:
     return prepare_dataset(tiny_dir, tmp_path_factory.mktemp("tiny_prepared") / "prepared", PrepareConfig())
+
+
+@pytest.fixture(scope="session")
+def planted(tmp_path_factory: pytest.TempPathFactory) -> PreparedData:
+    """The planted synthetic data of the learning tests (dataset_files.PLANTED), prepared once."""
+    root = tmp_path_factory.mktemp("planted")
+    return prepare_dataset(write_dataset(PLANTED, root / "data"), root / "prepared")
 
 
 @pytest.fixture

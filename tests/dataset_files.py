@@ -7,6 +7,14 @@ from pathlib import Path
 
 import numpy as np
 
+from jifr.datasets.synthetic import SyntheticConfig
+from jifr.train import TrainConfig
+
+# Personalised choices (little popularity), low temperature: a clear planted answer. Prepared
+# once per test session (tests/conftest.py, fixture ``planted``) for every learning test.
+PLANTED = SyntheticConfig(n_users=500, n_items=250, feature_dim=32, popularity_weight=0.1, temperature=0.3)
+PLANTED_TRAIN = TrainConfig(epochs=40, batch_size=512)
+
 
 def write_csv(path: Path, header: str, rows: list[str]) -> Path:
     path.write_text("\n".join([header, *rows]) + "\n", encoding="utf-8")

@@ -5,23 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from dataset_files import PLANTED_TRAIN
 
-from jifr.data.prepare import prepare_dataset
 from jifr.data.prepared import PreparedData
-from jifr.datasets.synthetic import SyntheticConfig, write_dataset
 from jifr.evaluate import evaluate_full, evaluate_keyframes, random_keyframe_expectation
 from jifr.models import ModelInputs, build_model
-from jifr.train import TrainConfig, fit
+from jifr.train import fit
 
-# Personalised choices (little popularity), low temperature: a clear planted answer.
-PLANTED = SyntheticConfig(n_users=500, n_items=250, feature_dim=32, popularity_weight=0.1, temperature=0.3)
-TRAIN = TrainConfig(epochs=40, batch_size=512)
-
-
-@pytest.fixture(scope="module")
-def planted(tmp_path_factory: pytest.TempPathFactory) -> PreparedData:
-    root = tmp_path_factory.mktemp("planted")
-    return prepare_dataset(write_dataset(PLANTED, root / "data"), root / "prepared")
+TRAIN = PLANTED_TRAIN
 
 
 @pytest.fixture(scope="module")

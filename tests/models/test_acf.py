@@ -11,9 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from jifr.data.prepare import prepare_dataset
 from jifr.data.prepared import Interactions, PreparedData
-from jifr.datasets.synthetic import SyntheticConfig, write_dataset
 from jifr.evaluate import evaluate_full
 from jifr.models import ModelInputs, build_model
 from jifr.models.acf import ACF, ACFConfig, user_histories
@@ -22,14 +20,7 @@ from jifr.train import TrainConfig, fit
 # The planted data of tests/test_learning.py, trained 15 epochs instead of 40 (ACF's attention
 # makes an epoch ~15x BPR's): at seed 0 ACF then reaches NDCG@10 0.170 and HR@10 0.227 against
 # popularity's 0.055 and 0.094 (0.192 and 0.249 after 40 epochs).
-PLANTED = SyntheticConfig(n_users=500, n_items=250, feature_dim=32, popularity_weight=0.1, temperature=0.3)
 TRAIN = TrainConfig(epochs=15, batch_size=512)
-
-
-@pytest.fixture(scope="module")
-def planted(tmp_path_factory: pytest.TempPathFactory) -> PreparedData:
-    root = tmp_path_factory.mktemp("planted")
-    return prepare_dataset(write_dataset(PLANTED, root / "data"), root / "prepared")
 
 
 def _acf(data: PreparedData, seed: int = 0, **settings: Any) -> ACF:

@@ -5,21 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from test_learning import PLANTED, TRAIN  # the planted data and training of tests/test_learning.py
+from dataset_files import PLANTED_TRAIN as TRAIN  # the training of tests/test_learning.py
 
-from jifr.data.prepare import prepare_dataset
 from jifr.data.prepared import PreparedData
-from jifr.datasets.synthetic import write_dataset
 from jifr.evaluate import evaluate_full, evaluate_keyframes, random_keyframe_expectation
 from jifr.models import ModelInputs, build_model
 from jifr.models.cdl import CDL
 from jifr.train import TrainConfig, fit
-
-
-@pytest.fixture(scope="module")
-def planted(tmp_path_factory: pytest.TempPathFactory) -> PreparedData:
-    root = tmp_path_factory.mktemp("planted_cdl")
-    return prepare_dataset(write_dataset(PLANTED, root / "data"), root / "prepared")
 
 
 @pytest.fixture(scope="module")

@@ -7,18 +7,16 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from dataset_files import PLANTED_TRAIN
 
-from jifr.data.prepare import prepare_dataset
 from jifr.data.prepared import Interactions, PreparedData
-from jifr.datasets.synthetic import SyntheticConfig, write_dataset
 from jifr.evaluate import evaluate_full
 from jifr.models import ModelInputs, bpr_loss, build_model
 from jifr.models.vpoi import VPOI, VPOIConfig
 from jifr.train import TrainConfig, fit
 
-# As in tests/test_learning.py: personalised choices, low temperature, a clear planted answer.
-PLANTED = SyntheticConfig(n_users=500, n_items=250, feature_dim=32, popularity_weight=0.1, temperature=0.3)
-TRAIN = TrainConfig(epochs=40, batch_size=512)
+# The planted data and training of tests/test_learning.py (shared fixture ``planted``).
+TRAIN = PLANTED_TRAIN
 
 
 def brute_item_means(data: PreparedData) -> np.ndarray:
@@ -133,12 +131,6 @@ def test_a_huge_item_tie_puts_each_item_embedding_at_its_projected_features(tiny
         (bpr_loss(pos, neg) + penalty).backward()
         optimizer.step()
     assert _relative_item_tie(model) < 0.01
-
-
-@pytest.fixture(scope="module")
-def planted(tmp_path_factory: pytest.TempPathFactory) -> PreparedData:
-    root = tmp_path_factory.mktemp("planted")
-    return prepare_dataset(write_dataset(PLANTED, root / "data"), root / "prepared")
 
 
 @pytest.mark.slow
