@@ -53,7 +53,12 @@ def dataset(work_dir: Path) -> PreparedData:
 
 
 def jifr_step_flops(data: PreparedData, users: int, n_neg: int, unique_items: int, model: Recommender) -> float:
-    """Forward + backward (3x forward) multiply-adds of one JIFR step, counted as 2 FLOPs each."""
+    """Multiply-adds (2 FLOPs each) one JIFR training step needs, forward and backward.
+
+    A layer costs its forward once more in the backward for its weight gradient, and once more
+    again for its input gradient. The frame features are constants, so P c_k and W0 c_k need no
+    input gradient: 2x their forward. The attention and rating layers need both: 3x.
+    """
     c = model.config
     frames = unique_items * float(np.mean(data.frames.counts))
     dim = data.frames.features.shape[1]
@@ -61,7 +66,7 @@ def jifr_step_flops(data: PreparedData, users: int, n_neg: int, unique_items: in
     content = 2 * frames * ((c.collab_dim + c.attention_dim) * c.hidden_dim + c.hidden_dim)
     pairs = users * (1 + n_neg)
     rating = pairs * 2 * (2 * 2 * c.collab_dim * c.hidden_dim + 2 * c.hidden_dim + 2 * c.collab_dim)
-    return 3 * (projections + content + rating)
+    return 2 * projections + 3 * (content + rating)
 
 
 def train_throughput(
