@@ -258,6 +258,24 @@ def test_without_jifr_the_case_study_and_table2_are_skipped(comparison: Path, tm
     assert "Skipped: Table 2 needs jifr_na and at least one attention cell." in text
 
 
+def test_without_frame_likes_table2_keeps_the_item_columns(comparison: Path, tmp_path: Path) -> None:
+    """Like MovieLens-100K-Posters: no frame likes, so no key-frame protocol and no Fig. 4."""
+    data = tmp_path / "data"
+    shutil.copytree(comparison.parent / "data", data)
+    (data / "frame_likes.parquet").unlink()
+    config = CompareConfig(models=("pop", "jifr_na", "jifr"), seeds=(0, 1), train=TrainConfig(epochs=1), repeats=1)
+    run_comparison(data, tmp_path / "cmp", config, show_progress=False)
+    out = write_report(tmp_path / "cmp", tmp_path / "report")
+    assert (out / FIGURES[0]).is_file() and not (out / FIGURES[1]).exists()
+    cells = json.loads((out / "report.json").read_text())["table2"]
+    assert [(c["protocol"], c["metric"]) for c in cells] == [("item_paper", "HR@15"), ("item_paper", "NDCG@15")]
+    paths = [tmp_path / "cmp" / f"seed-{s}" / f"{m}.json" for m in ("jifr", "jifr_na") for s in (0, 1)]
+    ndcg = [json.loads(path.read_text())["results"]["item_paper"]["metrics"]["NDCG@15"] for path in paths]
+    expected = np.mean([(ndcg[0] - ndcg[2]) / ndcg[2], (ndcg[1] - ndcg[3]) / ndcg[3]])
+    assert cells[1]["mean"] == pytest.approx(expected, rel=1e-12)
+    assert "The frame columns are left out: the comparison has no keyframe results" in (out / "report.md").read_text()
+
+
 def test_report_help_loads_no_heavy_library() -> None:
     code = (
         "import sys; from typer.testing import CliRunner; from jifr.cli import app; "

@@ -58,6 +58,10 @@ class Comparison:
         found = self.rows.get(row, {}).get(protocol, {}).get(metric)
         return dict(found) if found else None
 
+    def measured(self, model: str, protocol: str) -> bool:
+        """Whether every seed's run of ``model`` has results of ``protocol``."""
+        return model in self.runs and all(protocol in self.runs[model][s]["results"] for s in self.seeds)
+
     def per_seed(self, model: str, protocol: str, metric: str) -> np.ndarray:
         """(n_seeds,) the metric of each seed's run, in ``seeds`` order, from the run files."""
         return np.array([self.runs[model][s]["results"][protocol]["metrics"][metric] for s in self.seeds])

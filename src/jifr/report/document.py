@@ -23,6 +23,7 @@ from jifr.report.tables import (
     metric_table,
     protocols_coincide,
     table2_markdown,
+    table2_missing_protocols,
 )
 
 FIG3, FIG4, FIG5 = "fig3-items.png", "fig4-keyframes.png", "fig5-case-study.png"
@@ -126,9 +127,17 @@ def _table2(contents: Contents) -> list[str]:
         "The paper's column is its printed Table 2, for its only dataset (Douban). The verdict is `jifr compare`'s "
         "paired rule on the absolute per-seed differences: clear only when every seed agrees in sign and the mean "
         "difference exceeds the larger seed std of the two models.",
+        *_table2_missing(contents.comparison),
         "",
         *table2_markdown(contents.table2),
     ]
+
+
+def _table2_missing(comparison: Comparison) -> list[str]:
+    missing = table2_missing_protocols(comparison)
+    if not missing:
+        return []
+    return [f"The frame columns are left out: the comparison has no {', '.join(missing)} results (no frame likes)."]
 
 
 def _fig5(contents: Contents) -> list[str]:

@@ -96,7 +96,17 @@ def table2(comparison: Comparison) -> list[Improvement]:
     if BASELINE not in comparison.models:
         return []
     cells = [m for m in PAPER_TABLE2 if m != BASELINE and m in comparison.models]
-    return [_improvement(comparison, m, i, p, metric) for m in cells for i, (p, metric) in enumerate(TABLE2_METRICS)]
+    return [
+        _improvement(comparison, m, i, p, metric)
+        for m in cells
+        for i, (p, metric) in enumerate(TABLE2_METRICS)
+        if comparison.measured(m, p) and comparison.measured(BASELINE, p)
+    ]
+
+
+def table2_missing_protocols(comparison: Comparison) -> list[str]:
+    """Table 2's protocols the comparison has no results for (key frames, on data without frame likes)."""
+    return sorted({p for p, _ in TABLE2_METRICS if not comparison.measured(BASELINE, p)})
 
 
 def _improvement(comparison: Comparison, model: str, index: int, protocol: str, metric: str) -> Improvement:
