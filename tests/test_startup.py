@@ -26,8 +26,9 @@ def test_every_help_page_loads_no_heavy_library() -> None:
 import sys
 from typer.testing import CliRunner
 from jifr.cli import app
-pages = [[], ["generate"], ["prepare"], ["models"], ["train"], ["evaluate"], ["recommend"], ["compare"], ["demo"],
-         ["datasets"], ["datasets", "build"], ["datasets", "stats"], ["features"], ["features", "extract"]]
+pages = [[], ["generate"], ["prepare"], ["models"], ["train"], ["evaluate"], ["recommend"], ["serve"], ["compare"],
+         ["demo"], ["datasets"], ["datasets", "build"], ["datasets", "stats"], ["features"], ["features", "extract"],
+         ["items"], ["items", "add"]]
 for page in pages:
     result = CliRunner().invoke(app, [*page, "--help"])
     assert result.exit_code == 0 and "Usage" in result.output, (page, result.output)

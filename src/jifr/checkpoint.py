@@ -4,16 +4,20 @@
 <run>/checkpoint.json     model name, resolved model and training config, seed, data
                           fingerprint and directory, id mappings, history, version, and the
                           weights' SHA-256 and tensor shapes
+<run>/data/               (``jifr train``) the run's own copy of its prepared dataset, hard-linked
+                          where possible: the run is served and evaluated from it, so it can be
+                          moved without the prepared directory; recorded relative to the run
 
-Both files are written atomically, the weights first: the JSON is the commit record, and its
-checksum ties it to exactly one weights file, so a crash between the two writes is detected on
-load instead of pairing a description with other weights.
+Both files are written atomically, the weights first (after the data copy): the JSON is the
+commit record, and its checksum ties it to exactly one weights file, so a crash between the two
+writes is detected on load instead of pairing a description with other weights.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +25,8 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 import jifr
-from jifr.data.prepared import PreparedData, load_prepared
+from jifr.data.prepared import META_NAME, PreparedData, load_prepared
+from jifr.data.prepared_copy import copy_prepared
 from jifr.errors import DataError
 from jifr.models import ModelInputs, Recommender, build_model
 from jifr.outputs import atomic_path, sha256_file, write_json_atomic
@@ -30,6 +35,9 @@ from jifr.train import History, TrainConfig
 WEIGHTS_NAME = "model.safetensors"
 CHECKPOINT_NAME = "checkpoint.json"
 CHECKPOINT_FORMAT = 2
+DATA_DIR_NAME = "data"  # the run's copy of its prepared dataset
+
+log = logging.getLogger(__name__)
 
 
 def save_checkpoint(
@@ -39,8 +47,15 @@ def save_checkpoint(
     train_config: TrainConfig | None = None,
     history: History | None = None,
     seed: int = 0,
+    copy_data: bool = False,
 ) -> Path:
+    """Write the weights and the description; ``copy_data`` also places the prepared dataset in
+    ``directory/data`` (hard-linked where possible) so that the run stands alone."""
     directory = Path(directory)
+    data_record = {"fingerprint": data.fingerprint, "prepared_dir": str(data.directory.resolve())}
+    if copy_data:
+        copy_prepared(data.directory, directory / DATA_DIR_NAME)
+        data_record["directory"] = DATA_DIR_NAME
     weights = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     with atomic_path(directory / WEIGHTS_NAME) as temporary:
         save_file(weights, str(temporary), metadata={"model": model.model_name})
@@ -51,7 +66,7 @@ def save_checkpoint(
         "model_config": dataclasses.asdict(model.config),
         "train_config": dataclasses.asdict(train_config) if train_config else None,
         "seed": seed,
-        "data": {"fingerprint": data.fingerprint, "prepared_dir": str(data.directory.resolve())},
+        "data": data_record,
         "weights": {"sha256": checksum, "shapes": {k: list(v.shape) for k, v in weights.items()}},
         "ids": {"users": data.user_ids.tolist(), "items": data.item_ids.tolist()},
         "history": history.as_dict() if history else None,
@@ -104,6 +119,25 @@ def verify_weights(directory: str | Path, description: dict[str, Any]) -> Path:
     return path
 
 
+def prepared_directory(directory: str | Path, description: dict[str, Any]) -> Path:
+    """Where a run's prepared data is: its own copy (``RUN/data``) when it has one, else the
+    prepared directory it was trained from (runs written before runs held their data)."""
+    record = description["data"]
+    relative = record.get("directory")
+    original = Path(record["prepared_dir"])
+    if relative is None:
+        return original
+    if not isinstance(relative, str) or Path(relative).is_absolute() or ".." in Path(relative).parts:
+        raise DataError(Path(directory) / CHECKPOINT_NAME, f"damaged description: data directory {relative!r}")
+    own = Path(directory) / relative
+    if (own / META_NAME).is_file():
+        return own
+    if (original / META_NAME).is_file():
+        log.warning("%s: the run's copy of its prepared data is missing; using %s", own, original)
+        return original
+    raise DataError(own, f"the run's prepared data is missing (and so is {original}); train the run again")
+
+
 def load_checkpoint(
     directory: str | Path, data: PreparedData | None = None
 ) -> tuple[Recommender, PreparedData, dict[str, Any]]:
@@ -111,7 +145,7 @@ def load_checkpoint(
     description = read_description(directory)
     weights_path = verify_weights(directory, description)
     if data is None:
-        data = load_prepared(description["data"]["prepared_dir"])
+        data = load_prepared(prepared_directory(directory, description))
     if data.fingerprint != description["data"]["fingerprint"]:
         raise DataError(
             data.directory,

@@ -13,8 +13,9 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from jifr.datasets.cli import datasets_app
-from jifr.errors import DataError
+from jifr.errors import DataError, MainRankFailed
 from jifr.features.cli import features_app
+from jifr.items.cli import items_app
 
 app = typer.Typer(
     help="jifr: joint multimedia item and personalised key-frame recommendation (JIFR, IJCAI 2019).",
@@ -23,6 +24,7 @@ app = typer.Typer(
 )
 app.add_typer(datasets_app, name="datasets")
 app.add_typer(features_app, name="features")
+app.add_typer(items_app, name="items")
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -43,6 +45,8 @@ def reports_errors(command: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
+        except MainRankFailed:  # another process of a distributed run; its rank 0 reports the error
+            raise typer.Exit(2) from None
         except (DataError, ValueError, FileNotFoundError, FileExistsError) as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from None
@@ -86,11 +90,14 @@ def generate(
     out: Annotated[Path, typer.Option(help="Dataset directory to write.")],
     seed: Annotated[int | None, typer.Option(help="Override the preset's seed.")] = None,
     force: Annotated[bool, typer.Option(help="Replace an earlier jifr dataset at --out (never other files).")] = False,
+    images: Annotated[
+        bool, typer.Option("--images", help="Also draw a small PNG per frame, in its planted theme's colour.")
+    ] = False,
 ) -> None:
     """Write a synthetic dataset with a planted answer (users' true visual tastes drive frame likes)."""
     from jifr.datasets.synthetic import write_synthetic
 
-    typer.echo(write_synthetic(preset, out, seed=seed, force=force))
+    typer.echo(write_synthetic(preset, out, seed=seed, force=force, images=images))
 
 
 @app.command()
@@ -138,6 +145,7 @@ def models() -> None:
 @app.command()
 @reports_errors
 def train(
+    ctx: typer.Context,
     prepared: Annotated[Path, typer.Argument(help="Prepared dataset (from `jifr prepare`).")],
     out: Annotated[Path, typer.Option(help="Run directory for the checkpoint.")],
     model: Annotated[str, typer.Option(help="Model name (see `jifr models`).")] = "jifr",
@@ -162,45 +170,81 @@ def train(
         bool, typer.Option("--resume", help="Continue the interrupted run in OUT from its last completed epoch.")
     ] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace the run already in OUT.")] = False,
+    nproc: Annotated[
+        int,
+        typer.Option(
+            min=1, help="Train in this many processes on this machine (torchrun), each on an equal part of every batch."
+        ),
+    ] = 1,
 ) -> None:
     """Train a model with mini-batch Adam on the BPR objective; keeps the best validation epoch.
 
     The training state is saved in OUT/training-state/ after every epoch; after an interruption,
     the same command with --resume continues from the last completed epoch and ends with the
-    weights an uninterrupted run would have.
+    weights an uninterrupted run would have. OUT/data/ holds the run's own copy of the prepared
+    dataset (hard links where possible), so the run can be moved and served on its own.
+
+    With --nproc N (or started by torchrun: `torchrun --nproc-per-node N -m jifr train ...`), N
+    processes train together, each on 1/N of every batch, and rank 0 writes OUT.
     """
-    from jifr.checkpoint import CHECKPOINT_NAME, read_description, save_checkpoint
+    from jifr import distributed
+    from jifr.checkpoint import save_checkpoint
     from jifr.data.prepared import load_prepared
-    from jifr.models import ModelInputs, build_model
-    from jifr.outputs import open_output_directory
+    from jifr.models import ModelInputs, build_model, model_config
+    from jifr.outputs import check_output_directory, open_output_directory
     from jifr.train import TrainConfig, fit, run_identity
-    from jifr.training_state import (
-        STATE_DIR_NAME,
-        check_same_run,
-        has_training_state,
-        identity_of_checkpoint,
-        remove_training_state,
-    )
+    from jifr.training_state import STATE_DIR_NAME, remove_training_state
 
     if resume and force:
         raise ValueError("--resume continues the run in --out and --force replaces it: choose one")
-    data = load_prepared(prepared)
     config = TrainConfig(epochs, batch_size, negatives, lr, seed, patience=patience)
+    if nproc > 1:  # checked here, before any process starts; then torchrun runs this command without --nproc
+        if distributed.launched_size() > 1:
+            raise ValueError("--nproc starts torchrun itself; under torchrun, leave it out")
+        distributed.check_batch_split(batch_size, nproc)
+        model_config(model, parse_settings(setting or []))
+        check_output_directory(out, "run", force=force, reuse=resume, inputs=[prepared])
+        raise typer.Exit(distributed.launch(nproc, distributed.command_arguments(ctx, leave_out=["nproc"])))
+    data = load_prepared(prepared)
     recommender = build_model(model, ModelInputs.from_data(data), parse_settings(setting or []), seed=seed)
-    # Only now, with the settings known to be valid, is the run directory created or reused.
-    run_dir = open_output_directory(out, "run", reuse=resume, force=force, inputs=[prepared])
-    state_dir = run_dir / STATE_DIR_NAME
-    if resume and not has_training_state(state_dir) and (run_dir / CHECKPOINT_NAME).exists():
-        description = read_description(run_dir)
-        check_same_run(identity_of_checkpoint(description), run_identity(recommender, data, config), run_dir)
-        typer.echo(f"{out} holds a finished run; nothing to resume", err=True)
-        seconds, best_epoch = description["history"]["seconds"], description["history"]["best_epoch"]
-    else:
-        history = fit(recommender, data, config, show_progress=progress, state_dir=state_dir, resume=resume)
-        save_checkpoint(run_dir, recommender, data, config, history, seed=seed)
-        remove_training_state(state_dir)  # the checkpoint holds all that a finished run needs
-        seconds, best_epoch = history.seconds, history.best_epoch
-    typer.echo(json.dumps({"checkpoint": str(out), "best_epoch": best_epoch, "seconds": round(seconds, 2)}))
+    with distributed.process_group() as ranks:  # one process, unless torchrun started several
+        if not ranks.is_main:
+            logging.getLogger("jifr").setLevel(logging.WARNING)  # rank 0 alone reports progress
+        # Only now, with the settings known to be valid, is the run directory created or reused.
+        run_dir = distributed.on_main(
+            lambda: open_output_directory(out, "run", reuse=resume, force=force, inputs=[prepared]), ranks
+        )
+        state_dir = run_dir / STATE_DIR_NAME
+        identity = run_identity(recommender, data, config)
+        finished = distributed.on_main(lambda: _finished_run_history(run_dir, resume, identity), ranks)
+        if finished is not None:
+            if ranks.is_main:
+                typer.echo(f"{out} holds a finished run; nothing to resume", err=True)
+            seconds, best_epoch = finished["seconds"], finished["best_epoch"]
+        else:
+            history = fit(recommender, data, config, show_progress=progress, state_dir=state_dir, resume=resume)
+
+            def save() -> None:
+                save_checkpoint(run_dir, recommender, data, config, history, seed=seed, copy_data=True)
+                remove_training_state(state_dir)  # the checkpoint holds all that a finished run needs
+
+            distributed.on_main(save, ranks)
+            seconds, best_epoch = history.seconds, history.best_epoch
+    if ranks.is_main:
+        typer.echo(json.dumps({"checkpoint": str(out), "best_epoch": best_epoch, "seconds": round(seconds, 2)}))
+
+
+def _finished_run_history(run_dir: Path, resume: bool, identity: dict[str, Any]) -> dict[str, Any] | None:
+    """With --resume, the history of the finished run in ``run_dir`` (None when there is none
+    and training is to run); a finished run of other settings is a ValueError."""
+    from jifr.checkpoint import CHECKPOINT_NAME, read_description
+    from jifr.training_state import STATE_DIR_NAME, check_same_run, has_training_state, identity_of_checkpoint
+
+    if not resume or has_training_state(run_dir / STATE_DIR_NAME) or not (run_dir / CHECKPOINT_NAME).exists():
+        return None
+    description = read_description(run_dir)
+    check_same_run(identity_of_checkpoint(description), identity, run_dir)
+    return dict(description["history"])
 
 
 @app.command()
@@ -261,6 +305,56 @@ def recommend(
     recommender, data, _ = load_checkpoint(run)
     recommendations = recommend_for_user(recommender, data, user, k, exclude_seen=not include_seen)
     typer.echo(json.dumps(recommendations, indent=1) if as_json else format_recommendations(recommendations))
+
+
+@app.command()
+@reports_errors
+def export(
+    run: Annotated[Path, typer.Argument(help="Run directory (from `jifr train`).")],
+    out: Annotated[Path, typer.Option(help="Parquet file to write.")],
+    k: Annotated[int, typer.Option("-k", "--k", help="Items per user (>= 0).")] = 50,
+    include_seen: Annotated[
+        bool,
+        typer.Option(help="Also recommend items the user already interacted with (training, validation or test)."),
+    ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace an earlier jifr export at OUT (nothing else).")
+    ] = False,
+    progress: Annotated[bool, typer.Option(help="Progress bar on a terminal (log lines otherwise).")] = True,
+) -> None:
+    """Every user's top-K items as one Parquet file: user_id, rank, item_id, score and, for models
+    that rank frames, key_frame_id and key_frame_score. Known items are left out unless
+    --include-seen, as in `jifr recommend`. Written in chunks of users, renamed into place when complete."""
+    if k < 0:
+        raise ValueError(f"k must be >= 0, got {k}")
+
+    from jifr.checkpoint import load_checkpoint
+    from jifr.export import check_export_path, export_recommendations
+
+    check_export_path(out, force)  # before the checkpoint loads
+    recommender, data, _ = load_checkpoint(run)
+    summary = export_recommendations(
+        recommender, data, out, k, exclude_seen=not include_seen, force=force, show_progress=progress
+    )
+    typer.echo(json.dumps({"export": str(summary.path), "users": summary.users, "rows": summary.rows}))
+
+
+@app.command()
+@reports_errors
+def serve(
+    run: Annotated[Path, typer.Argument(help="Run directory (from `jifr train`).")],
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on.")] = 8000,
+) -> None:
+    """Serve a run over HTTP until stopped (Ctrl-C): the JSON API under /v1 (OpenAPI at /docs)
+    and a page at / to pick a user and see their items with personalised key frames."""
+    import uvicorn
+
+    from jifr.serve.app import create_app
+    from jifr.serve.service import Service
+
+    service = Service.load(run)  # a missing or damaged run ends here with one message
+    uvicorn.run(create_app(run, service), host=host, port=port, log_level="info")
 
 
 @app.command()

@@ -27,3 +27,8 @@ class TrainingDivergedError(ValueError):
             f"training diverged: the loss became {loss} at epoch {epoch}, batch {batch} of {n_batches}; "
             f"try a lower learning rate (now {learning_rate:g}, e.g. --lr {learning_rate / 10:g})"
         )
+
+
+class MainRankFailed(RuntimeError):
+    """In a run over several processes, raised on the others when rank 0 fails at something it
+    alone does (writing files); rank 0 reports the error itself."""

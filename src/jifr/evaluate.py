@@ -80,10 +80,28 @@ def evaluate_full(
     model: Recommender, data: PreparedData, part: str = "test", ks: tuple[int, ...] = ITEM_KS
 ) -> ProtocolResult:
     """Full-ranking item evaluation, chunked over users (bounded memory at any catalogue size)."""
+    sums, n_users = full_ranking_sums(model, data, part, ks)
+    metrics = {name: total / max(n_users, 1) for name, total in sums.items()}
+    return ProtocolResult(
+        "item_full", metrics, {}, n_users, {"part": part, "candidates": "all items except known positives"}
+    )
+
+
+@torch.no_grad()
+def full_ranking_sums(
+    model: Recommender,
+    data: PreparedData,
+    part: str = "test",
+    ks: tuple[int, ...] = ITEM_KS,
+    shard: tuple[int, int] = (0, 1),
+) -> tuple[dict[str, float], int]:
+    """The sums of HR@K and NDCG@K (full ranking) over the users with a held-out positive in
+    ``part``, and the number of those users. ``shard=(r, n)`` takes every n-th of them from the
+    r-th: one process's share of an evaluation split over n (the shares' sums add up to the whole)."""
     model.eval()
     held_out = data.part(part).csr(data.n_users, data.n_items)
     excluded = _exclusion(data, part)
-    users = np.flatnonzero(np.diff(held_out.indptr))
+    users = np.flatnonzero(np.diff(held_out.indptr))[shard[0] :: shard[1]]
     sums = {name: 0.0 for k in ks for name in (f"HR@{k}", f"NDCG@{k}")}
     for chunk in _user_chunks(users, data.n_items):
         scores = model.score_all(torch.as_tensor(chunk)).clone()
@@ -91,10 +109,7 @@ def evaluate_full(
         scores[exclude_rows.row, exclude_rows.col] = float("-inf")
         for name, values in _rank_held_out(scores, held_out, chunk, ks).items():
             sums[name] += float(values.sum())
-    metrics = {name: total / max(len(users), 1) for name, total in sums.items()}
-    return ProtocolResult(
-        "item_full", metrics, {}, len(users), {"part": part, "candidates": "all items except known positives"}
-    )
+    return sums, len(users)
 
 
 def _rank_held_out(

@@ -1,7 +1,13 @@
-"""Serving-side recommendation: top-K items, each with its personalised key frame."""
+"""Serving-side recommendation: top-K items, each with its personalised key frame.
+
+The command line (``jifr recommend``) and the service (``jifr serve``) share these functions:
+items are ranked by ``jifr.ranking.top_k_items`` for a batch of users at once, and the frames of
+all the recommended (user, item) pairs are scored in batched ``score_frames`` calls.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -10,6 +16,11 @@ import torch
 from jifr.data.prepared import PreparedData
 from jifr.errors import DataError
 from jifr.models.base import Recommender
+from jifr.ranking import top_k_items
+
+FRAME_PAIR_BUDGET = 2**14  # (user, item) pairs whose frames are scored in one call
+
+FrameTable = dict[str, np.ndarray]  # PreparedData.frame_table(): frame_id, item_id[, path][, title]
 
 
 def user_index(data: PreparedData, user: str) -> int:
@@ -20,6 +31,84 @@ def user_index(data: PreparedData, user: str) -> int:
 
 
 @torch.no_grad()
+def ranked_frames(
+    model: Recommender, data: PreparedData, users: torch.Tensor, items: torch.Tensor
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """For each (user, item) pair ((P,) users, (P,) items): the item's frame rows (global frame
+    indices) in the user's order, best first (ties: the item's earlier frame), and their scores."""
+    out: list[tuple[np.ndarray, np.ndarray]] = []
+    indptr = data.frames.indptr
+    for start in range(0, len(items), FRAME_PAIR_BUDGET):
+        block = items[start : start + FRAME_PAIR_BUDGET]
+        scores = model.score_frames(users[start : start + FRAME_PAIR_BUDGET], block).numpy()  # (b, F_max)
+        for row, item in zip(scores, block.tolist(), strict=True):
+            first, count = int(indptr[item]), int(indptr[item + 1] - indptr[item])
+            order = np.argsort(-row[:count], kind="stable")
+            out.append((first + order, row[order]))
+    return out
+
+
+def describe_frames(table: FrameTable, rows: np.ndarray, scores: np.ndarray) -> list[dict[str, Any]]:
+    """Frames as dicts: frame_id, score and, where the dataset has them, title and path."""
+    out = []
+    for row, score in zip(rows.tolist(), scores.tolist(), strict=True):
+        frame: dict[str, Any] = {"frame_id": str(table["frame_id"][row]), "score": float(score)}
+        for column in ("title", "path"):
+            if column in table and table[column][row]:
+                frame[column] = str(table[column][row])
+        out.append(frame)
+    return out
+
+
+@torch.no_grad()
+def recommend_for_users(
+    model: Recommender,
+    data: PreparedData,
+    users: Sequence[int] | np.ndarray,
+    k: int = 10,
+    exclude_seen: bool = True,
+    frame_table: FrameTable | None = None,
+) -> list[list[dict[str, Any]]]:
+    """Top-``k`` items of each user (indices), best first, as dicts: rank, item_id, score,
+    title (when the dataset has titles) and, for models that rank frames, ``frames`` (every frame
+    of the item in the user's order, with scores) and ``key_frame`` (the first of them).
+
+    With ``exclude_seen`` every item the user interacted with, in any split, is left out; fewer
+    than ``k`` items come back when fewer remain. ``frame_table`` saves re-reading it per call.
+    """
+    if k < 0:
+        raise ValueError(f"k must be >= 0, got {k}")
+    if not model.ranks_items:
+        raise ValueError(f"{model.model_name} does not rank items; recommend needs a model that does")
+    if model.training:  # eval() also drops the item cache, so only when needed
+        model.eval()
+    user_tensor = torch.as_tensor(np.asarray(users, dtype=np.int64))
+    exclude = data.interacted if exclude_seen else None
+    scores, items = top_k_items(model, user_tensor, k, data.n_items, exclude)  # (B, k), -1 padded
+    kept = items >= 0
+    pair_users, pair_items = user_tensor[:, None].expand_as(items)[kept], items[kept]
+    frames = None
+    if model.ranks_frames and len(pair_items):
+        table = frame_table if frame_table is not None else data.frame_table()
+        frames = iter(ranked_frames(model, data, pair_users, pair_items))
+    titles = data.meta.get("item_titles") or []
+    results = []
+    for user_scores, user_items in zip(scores.tolist(), items.tolist(), strict=True):
+        entries = []
+        for rank, (score, item) in enumerate(zip(user_scores, user_items, strict=True)):
+            if item < 0:
+                break
+            entry: dict[str, Any] = {"rank": rank + 1, "item_id": str(data.item_ids[item]), "score": float(score)}
+            if titles:
+                entry["title"] = titles[item]
+            if frames is not None:
+                entry["frames"] = describe_frames(table, *next(frames))
+                entry["key_frame"] = entry["frames"][0]
+            entries.append(entry)
+        results.append(entries)
+    return results
+
+
 def recommend_for_user(
     model: Recommender, data: PreparedData, user: str, k: int = 10, exclude_seen: bool = True
 ) -> dict[str, Any]:
@@ -34,43 +123,8 @@ def recommend_for_user(
         raise ValueError(f"k must be >= 0, got {k}")
     if not model.ranks_items:
         raise ValueError(f"{model.model_name} does not rank items; recommend needs a model that does")
-    model.eval()
-    u = user_index(data, user)
-    scores = model.score_all(torch.tensor([u]))[0].clone()
-    if exclude_seen:
-        scores[torch.as_tensor(data.interacted[u].indices)] = float("-inf")
-    top = torch.topk(scores, min(k, int(torch.isfinite(scores).sum()))).indices
-    if not len(top):
-        return {"user_id": user, "model": model.model_name, "items": []}
-    frames = data.frame_table()
-    titles = data.meta.get("item_titles") or []
-    frame_scores = model.score_frames(torch.full((len(top),), u), top) if model.ranks_frames else None
-    items = []
-    for rank, item in enumerate(top.tolist()):
-        entry: dict[str, Any] = {"rank": rank + 1, "item_id": str(data.item_ids[item]), "score": float(scores[item])}
-        if titles:
-            entry["title"] = titles[item]
-        if frame_scores is not None:
-            entry["frames"] = _ranked_frames(data, frames, item, frame_scores[rank])
-            entry["key_frame"] = entry["frames"][0]
-        items.append(entry)
+    items = recommend_for_users(model, data, [user_index(data, user)], k, exclude_seen)[0]
     return {"user_id": user, "model": model.model_name, "items": items}
-
-
-def _ranked_frames(
-    data: PreparedData, frames: dict[str, np.ndarray], item: int, scores: torch.Tensor
-) -> list[dict[str, Any]]:
-    start, stop = int(data.frames.indptr[item]), int(data.frames.indptr[item + 1])
-    order = torch.argsort(scores[: stop - start], descending=True, stable=True).tolist()
-    out = []
-    for slot in order:
-        row = start + slot
-        frame: dict[str, Any] = {"frame_id": str(data.frame_ids[row]), "score": float(scores[slot])}
-        for column in ("title", "path"):
-            if column in frames and frames[column][row]:
-                frame[column] = str(frames[column][row])
-        out.append(frame)
-    return out
 
 
 def format_recommendations(recommendations: dict[str, Any]) -> str:

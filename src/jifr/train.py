@@ -10,6 +10,13 @@ With a state directory, everything the next epoch depends on (weights, Adam stat
 sampler's and torch's RNG states, early-stopping state, history) is saved after every epoch, so
 an interrupted run resumes at its last completed epoch and ends with the same weights as an
 uninterrupted one (``jifr.training_state``).
+
+Inside a torch.distributed process group (torchrun; ``jifr.distributed``), each step's global
+batch of ``batch_size`` positives is split over the ranks and the model is replicated with
+DistributedDataParallel: every rank draws the same epoch from the same seeded generator and takes
+its part of each batch, so N ranks follow the single-process run up to floating-point summation
+order. Frame feedback is not split: every rank computes each step's feedback loss. Validation
+splits the users over the ranks; rank 0 alone writes the training state.
 """
 
 from __future__ import annotations
@@ -26,18 +33,22 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
+from jifr import distributed
 from jifr.data.prepared import FrameFeedback, PreparedData
 from jifr.data.sampling import PositiveSet, sample_negatives
+from jifr.distributed import Ranks
 from jifr.errors import TrainingDivergedError
-from jifr.evaluate import evaluate_full
+from jifr.evaluate import evaluate_full, full_ranking_sums
 from jifr.models.base import Recommender, bpr_loss
 from jifr.progress import ProgressLog, progress_bar
 from jifr.training_state import TrainingState, load_training_state, remove_training_state, save_training_state
 
 log = logging.getLogger(__name__)
 EpochCallback = Callable[[dict[str, Any]], None]
+Feedback = tuple[Tensor, Tensor, Tensor, Tensor]  # (users, frames, labels, weights) of logged rows
+Batch = tuple[np.ndarray, np.ndarray, np.ndarray, Feedback | None]  # users, positives, (B, n_neg) negatives
 
 
 @dataclass(frozen=True)
@@ -105,45 +116,68 @@ def fit(
     the state found there (from epoch 1 when there is none); it must come from the same model,
     model config, training config and data, else ValueError. A finished state only restores
     the best weights. Raises TrainingDivergedError when the loss becomes NaN or infinite.
+
+    In a torch.distributed process group every rank calls ``fit`` alike (the callbacks run on
+    every rank, with the same records); ``batch_size`` must be a multiple of the number of ranks.
     """
     if resume and state_dir is None:
         raise ValueError("resume=True needs the state_dir to resume from")
     if not model.trainable:
         return History()
+    ranks = distributed.current()
+    _check_ranks(model, data, config, ranks)
     if state_dir is not None and not resume:  # a state left by an earlier run must not be resumed later
-        remove_training_state(state_dir)
-    if data.feedback is not None and len(data.feedback) and model.feedback_head() is None:
+        stale_state = state_dir
+        distributed.on_main(lambda: remove_training_state(stale_state), ranks)
+    if data.feedback is not None and len(data.feedback) and model.feedback_head() is None and ranks.is_main:
         log.info(
             "%s does not learn from frame feedback: the %d feedback rows are unused",
             model.model_name,
             len(data.feedback),
         )
     started = time.perf_counter()
-    loop = _start(model, data, config, state_dir if resume else None)
+    loop = _start(model, data, config, state_dir if resume else None, ranks)
     positives = PositiveSet(data.train.csr(data.n_users, data.n_items))
+    steps = _steps(model, loop.optimizer, ranks)
     while not loop.finished:
         loop.epoch += 1
         record: dict[str, Any] = {"epoch": loop.epoch}
-        record["loss"] = _train_epoch(model, data, config, positives, loop, show_progress)
-        _validate(model, data, config, loop, record)
+        record["loss"] = _train_epoch(model, data, config, positives, loop, show_progress and ranks.is_main, steps)
+        _validate(model, data, config, loop, record, ranks)
         record["seconds"] = round(loop.earlier_seconds + time.perf_counter() - started, 3)
-        _end_epoch(config, loop, record, callbacks)
+        _end_epoch(config, loop, record, callbacks, ranks.is_main)
         if state_dir is not None:  # after the callbacks: an epoch is complete once they have run
-            save_training_state(state_dir, _snapshot(model, data, config, loop, time.perf_counter() - started))
+            _save_state(state_dir, _snapshot(model, data, config, loop, time.perf_counter() - started), ranks)
     model.load_state_dict(loop.best_state)
     model.eval()
     loop.history.seconds = loop.earlier_seconds + time.perf_counter() - started
     return loop.history
 
 
-def _end_epoch(config: TrainConfig, loop: _Loop, record: dict[str, Any], callbacks: Sequence[EpochCallback]) -> None:
-    """Record and report the epoch, and decide whether training is over."""
+def _check_ranks(model: Recommender, data: PreparedData, config: TrainConfig, ranks: Ranks) -> None:
+    """Every rank must train the same run, on equal parts of each batch."""
+    if ranks.size == 1:
+        return
+    distributed.check_batch_split(config.batch_size, ranks.size)
+    distributed.check_same_everywhere(run_identity(model, data, config), "model, settings or data", ranks)
+
+
+def _save_state(state_dir: Path, state: TrainingState, ranks: Ranks) -> None:
+    distributed.on_main(lambda: save_training_state(state_dir, state), ranks)
+
+
+def _end_epoch(
+    config: TrainConfig, loop: _Loop, record: dict[str, Any], callbacks: Sequence[EpochCallback], report: bool
+) -> None:
+    """Record the epoch (and, when ``report``, log it), and decide whether training is over."""
     loop.history.epochs.append(record)
-    log.info("epoch %s", " ".join(f"{k}={v:.5g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
+    if report:
+        shown = (f"{k}={v:.5g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items())
+        log.info("epoch %s", " ".join(shown))
     for callback in callbacks:
         callback(record)
     loop.finished = loop.epoch >= config.epochs or loop.stale >= config.patience
-    if loop.stale >= config.patience:
+    if loop.stale >= config.patience and report:
         best = loop.history.best_epoch
         log.info("early stop: no %s gain in %d validations; best epoch %d", config.metric, loop.stale, best)
 
@@ -158,15 +192,20 @@ def run_identity(model: Recommender, data: PreparedData, config: TrainConfig) ->
     }
 
 
-def _start(model: Recommender, data: PreparedData, config: TrainConfig, resume_from: Path | None) -> _Loop:
-    """A fresh loop, or the one saved in ``resume_from`` with the model and RNGs restored."""
+def _start(
+    model: Recommender, data: PreparedData, config: TrainConfig, resume_from: Path | None, ranks: Ranks
+) -> _Loop:
+    """A fresh loop, or the one saved in ``resume_from`` with the model and RNGs restored (read
+    by rank 0 and sent to the other ranks)."""
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     loop = _Loop(optimizer, np.random.default_rng(config.seed), History(), copy.deepcopy(model.state_dict()))
     if resume_from is None:
         return loop
-    saved = load_training_state(resume_from, run_identity(model, data, config))
+    identity = run_identity(model, data, config)
+    saved = distributed.on_main(lambda: load_training_state(resume_from, identity), ranks)
     if saved is None:
-        log.info("no training state in %s; starting at epoch 1", resume_from)
+        if ranks.is_main:
+            log.info("no training state in %s; starting at epoch 1", resume_from)
         return loop
     model.load_state_dict(saved.model)
     optimizer.load_state_dict(saved.optimizer)
@@ -177,7 +216,8 @@ def _start(model: Recommender, data: PreparedData, config: TrainConfig, resume_f
     loop.best_state, loop.stale, loop.epoch, loop.finished = saved.best_model, saved.stale, saved.epoch, saved.finished
     loop.earlier_seconds = history["seconds"]
     what = "training had already finished" if saved.finished else "resuming"
-    log.info("%s after epoch %d (best epoch %d), from %s", what, saved.epoch, loop.history.best_epoch, resume_from)
+    if ranks.is_main:
+        log.info("%s after epoch %d (best epoch %d), from %s", what, saved.epoch, loop.history.best_epoch, resume_from)
     return loop
 
 
@@ -199,7 +239,9 @@ def _snapshot(
     )
 
 
-def _validate(model: Recommender, data: PreparedData, config: TrainConfig, loop: _Loop, record: dict[str, Any]) -> None:
+def _validate(
+    model: Recommender, data: PreparedData, config: TrainConfig, loop: _Loop, record: dict[str, Any], ranks: Ranks
+) -> None:
     """Every ``eval_every`` epochs and at the last one, score the validation split and keep the
     best weights. The first validation always counts as best: untrained weights never win."""
     if not len(data.valid):  # nothing to choose by: the last epoch is the best
@@ -207,14 +249,24 @@ def _validate(model: Recommender, data: PreparedData, config: TrainConfig, loop:
         return
     if loop.epoch % config.eval_every and loop.epoch < config.epochs:
         return
-    k = int(config.metric.split("@")[1])
-    value = evaluate_full(model, data, "valid", ks=(k,)).metrics[config.metric]
+    value = _validation_metric(model, data, config.metric, ranks)
     record[f"valid_{config.metric}"] = value
     if loop.history.best_epoch == 0 or value > loop.history.best_metric:
         loop.history.best_epoch, loop.history.best_metric, loop.stale = loop.epoch, value, 0
         loop.best_state = copy.deepcopy(model.state_dict())
     else:
         loop.stale += 1
+
+
+def _validation_metric(model: Recommender, data: PreparedData, metric: str, ranks: Ranks) -> float:
+    """The full-ranking validation ``metric``. Over several ranks, each ranks a share of the users
+    and the metric sums and user counts are added up, so that every rank gets the same value."""
+    ks = (int(metric.split("@")[1]),)
+    if ranks.size == 1:
+        return evaluate_full(model, data, "valid", ks=ks).metrics[metric]
+    sums, n_users = full_ranking_sums(model, data, "valid", ks, shard=(ranks.rank, ranks.size))
+    total, count = distributed.all_sum([sums[metric], n_users], _device(model))
+    return total / max(count, 1.0)
 
 
 def _train_epoch(
@@ -224,6 +276,7 @@ def _train_epoch(
     positives: PositiveSet,
     loop: _Loop,
     show_progress: bool,
+    steps: _Steps,
 ) -> float:
     """One pass over the training positives in a fresh random order; returns the mean loss."""
     model.train()
@@ -237,19 +290,14 @@ def _train_epoch(
     total = 0.0
     for index, start in enumerate(bar, start=1):
         batch = slice(start, start + config.batch_size)
-        users, pos = torch.as_tensor(users_all[batch]), torch.as_tensor(items_all[batch])
-        pos_scores, neg_scores, penalty = model.triplet_scores(users, pos, torch.as_tensor(negatives_all[batch]))
-        loss = bpr_loss(pos_scores, neg_scores) + penalty
         logged = next(feedback) if feedback is not None else None
-        if logged is not None and len(logged[0]):
-            loss = loss + model.frame_feedback_loss(*logged)
-        value = float(loss.detach())
-        if not math.isfinite(value):  # stop before the step spreads NaN into every weight
-            raise TrainingDivergedError(loop.epoch, index, len(starts), value, config.learning_rate)
-        loop.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        loop.optimizer.step()
-        total += value * len(users)
+
+        def check(value: float, index: int = index) -> None:  # before the step spreads NaN into every weight
+            if not math.isfinite(value):
+                raise TrainingDivergedError(loop.epoch, index, len(starts), value, config.learning_rate)
+
+        value = steps((users_all[batch], items_all[batch], negatives_all[batch], logged), check)
+        total += value * len(users_all[batch])
         bar.set_postfix(loss=f"{value:.4f}")
         ticker.update(index)
     return total / len(order)
@@ -257,7 +305,7 @@ def _train_epoch(
 
 def _feedback_batches(
     model: Recommender, data: PreparedData, n_batches: int, rng: np.random.Generator
-) -> Iterator[tuple[Tensor, Tensor, Tensor, Tensor]] | None:
+) -> Iterator[Feedback] | None:
     """The training frame feedback in ``n_batches`` near-equal slices of a fresh random order,
     as (users, frames, labels, weights) tensors; None for a model without a frame-feedback head.
     With fewer feedback rows than batches, the last steps take none."""
@@ -276,3 +324,88 @@ def _feedback_batches(
         )
         for rows in slices
     )
+
+
+# ---- one optimizer step -----------------------------------------------------------------------
+class _Objective(nn.Module):
+    """The loss of one step as a module, so that DistributedDataParallel can wrap the call (models
+    answer ``triplet_scores``, not ``forward``)."""
+
+    def __init__(self, model: Recommender) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(
+        self, users: Tensor, positives: Tensor, negatives: Tensor, feedback: Feedback | None, scale: float | None = None
+    ) -> Tensor:
+        """BPR loss and penalty of the (B,) triplets (times ``scale``), plus the feedback loss."""
+        pos_scores, neg_scores, penalty = self.model.triplet_scores(users, positives, negatives)
+        loss = bpr_loss(pos_scores, neg_scores) + penalty
+        if scale is not None:
+            loss = scale * loss
+        if feedback is not None and len(feedback[0]):
+            loss = loss + self.model.frame_feedback_loss(*feedback)
+        return loss
+
+
+@dataclass
+class _Steps:
+    """Takes one optimizer step per global batch: in this process alone, or, over several
+    ranks, on this rank's part of the batch with the gradients averaged over the ranks."""
+
+    objective: nn.Module  # an _Objective; over several ranks, wrapped in DDP
+    optimizer: torch.optim.Optimizer
+    ranks: Ranks
+    device: torch.device
+    unreduced: list[nn.Parameter]  # left out of DDP; averaged after the backward pass
+
+    def __call__(self, batch: Batch, check: Callable[[float], None]) -> float:
+        """The step's loss over the global batch; ``check`` sees it before the weights change."""
+        if self.ranks.size > 1:
+            return self._rank_step(batch, check)
+        users, positives, negatives, feedback = batch
+        loss = self.objective(torch.as_tensor(users), torch.as_tensor(positives), torch.as_tensor(negatives), feedback)
+        value = float(loss.detach())
+        check(value)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return value
+
+    def _rank_step(self, batch: Batch, check: Callable[[float], None]) -> float:
+        users, positives, negatives, feedback = batch
+        start, stop = distributed.shard_bounds(len(users), self.ranks)
+        scale = distributed.share_scale(stop - start, len(users), self.ranks)
+        if start == stop:  # fewer positives than ranks: a zero-weighted row keeps every rank's backward alike
+            start, stop = 0, 1
+        mine, pos, neg = (torch.as_tensor(a[start:stop], device=self.device) for a in (users, positives, negatives))
+        if feedback is not None:
+            logged_users, frames, labels, weights = (t.to(self.device) for t in feedback)
+            feedback = (logged_users, frames, labels, weights)
+        loss = self.objective(mine, pos, neg, feedback, scale)
+        total = distributed.start_sum(loss.detach() / self.ranks.size)  # the global batch's loss
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()  # DDP averages the gradients over the ranks here
+        value = total()
+        check(value)
+        distributed.average_gradients(self.unreduced)
+        self.optimizer.step()
+        return value
+
+
+def _steps(model: Recommender, optimizer: torch.optim.Optimizer, ranks: Ranks) -> _Steps:
+    """The step function of ``fit``. Over several ranks the model is replicated with DDP, except
+    the frame-feedback head: only the feedback loss reaches it, and in steps without feedback
+    rows nothing does, while DDP expects every parameter it holds in every step (or a search for
+    unused ones at every step). Its gradients are averaged apart, and when no rank has one (no
+    feedback rows) it keeps none, as in one process."""
+    objective, device = _Objective(model), _device(model)
+    if ranks.size == 1:
+        return _Steps(objective, optimizer, ranks, device, [])
+    head = model.feedback_head()
+    unreduced = list(head.parameters()) if head is not None else []
+    return _Steps(distributed.replicate(objective, device, unreduced), optimizer, ranks, device, unreduced)
+
+
+def _device(model: Recommender) -> torch.device:
+    return next(model.parameters()).device

@@ -257,3 +257,25 @@ def test_written_directory_follows_the_format(tmp_path: Path, tiny: SyntheticDat
 def test_unknown_preset_is_rejected(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown preset"):
         write_synthetic("huge", tmp_path)
+
+
+def test_images_draw_each_frame_in_its_themes_colour_and_change_nothing_else(
+    tmp_path: Path, tiny: SyntheticDataset
+) -> None:
+    from PIL import Image
+
+    from jifr.datasets.frame_images import NO_THEME, PALETTE
+
+    plain, pictured = write_dataset(tiny, tmp_path / "plain"), write_dataset(tiny, tmp_path / "img", images=True)
+    frames = pq.read_table(pictured / "item_frames.parquet").to_pydict()
+    assert list(frames) == ["item_id", "frame_id", "path", "title"]
+    assert frames["path"] == [f"frames/{f}.png" for f in frames["frame_id"]]
+    uninformative = int(np.flatnonzero(tiny.frame_theme < 0)[0])
+    for k in (0, 1, uninformative, tiny.n_frames - 1):
+        theme = int(tiny.frame_theme[k])
+        assert frames["title"][k] == (f"theme {theme}" if theme >= 0 else "no theme")
+        with Image.open(pictured / frames["path"][k]) as image:
+            assert image.format == "PNG" and image.getpixel((1, 1)) == (PALETTE[theme] if theme >= 0 else NO_THEME)
+    assert len(list((pictured / "frames").iterdir())) == tiny.n_frames
+    for name in ("interactions.parquet", "frame_likes.parquet", "items.parquet", "frame_features.npy"):
+        assert (plain / name).read_bytes() == (pictured / name).read_bytes()

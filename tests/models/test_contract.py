@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from new_item_reference import with_item
 
 from jifr.checkpoint import load_checkpoint, save_checkpoint
 from jifr.data.prepared import PreparedData
@@ -89,6 +90,37 @@ def test_checkpoint_round_trip(model: Recommender, tiny: PreparedData, tmp_path:
     if model.ranks_frames and model.trainable:
         items = torch.arange(6)
         assert torch.equal(loaded.score_frames(users, items), model.score_frames(users, items))
+
+
+SCORES_NEW_ITEMS = {"jifr", "jifr_na", "jifr_content_att", "jifr_rating_att", "vbpr", "vpoi", "cdl"}
+
+
+def test_a_new_item_is_scored_as_the_catalogue_would_score_it_at_its_prior(
+    model: Recommender, tiny: PreparedData
+) -> None:
+    """new_item_scores and new_frame_scores equal score_all and score_frames of the same model
+    with the item in its catalogue, its free parameters at their prior mean; a model without a
+    content side refuses, saying why."""
+    rng = np.random.default_rng(7)
+    features = rng.normal(0, 1, size=(3, tiny.frames.features.shape[1])).astype(tiny.frames.features.dtype)
+    users = torch.tensor([0, 3, 7, 42])
+    assert model.scores_new_items() == (model.model_name in SCORES_NEW_ITEMS)
+    if not model.scores_new_items():
+        with pytest.raises(NotImplementedError, match=f"{model.model_name} cannot score a new item"):
+            model.new_item_scores(users, torch.from_numpy(features.astype(np.float32)), torch.tensor([3]))
+        return
+    reference = with_item(model, tiny, features)
+    stored = torch.from_numpy(features.astype(np.float32))
+    with torch.no_grad():
+        got = model.new_item_scores(users, torch.cat([stored, stored[:1]]), torch.tensor([3, 1]))
+        expected = reference.score_all(users)
+        assert got.shape == (4, 2)
+        assert torch.allclose(got[:, 0], expected[:, -1], rtol=1e-5, atol=1e-6)
+        assert torch.allclose(expected[:, :-1], model.score_all(users), rtol=1e-5, atol=1e-6)  # the same catalogue
+        if model.ranks_frames:
+            frames = model.new_frame_scores(users.repeat_interleave(3), stored, torch.arange(3).repeat(4))
+            expected_frames = reference.score_frames(users, torch.full((4,), tiny.n_items))
+            assert torch.allclose(frames.view(4, 3), expected_frames, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("name", ["bpr", "vbpr", "jifr"])

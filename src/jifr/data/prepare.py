@@ -27,6 +27,7 @@ from jifr.data.raw import RawDataset, load_raw_dataset
 from jifr.data.splits import SplitConfig, split_interactions
 from jifr.data.tables import Table
 from jifr.errors import DataError
+from jifr.features.store import frame_encoder_of
 from jifr.outputs import allocate_npy, staged_directory
 
 log = logging.getLogger(__name__)
@@ -289,6 +290,9 @@ def _meta(
         "n_frames": frames.n_frames,
         "feature_dim": int(frames.features.shape[1]),
         "feature_dtype": str(frames.features.dtype),
+        # The encoder that made the features, when `jifr features extract` did: serving encodes a
+        # new item's images with it (jifr.items); None for features from elsewhere.
+        "frame_encoder": frame_encoder_of(raw.features.path),
         "n_interactions": {name: len(part) for name, part in splits.items()},
         "n_frame_likes": len(likes),
         "item_titles": [raw.item_titles.get(i, "") for i in item_ids.tolist()] if raw.item_titles else [],

@@ -38,6 +38,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from jifr.datasets.frame_images import theme_title, write_frame_images
 from jifr.outputs import allocate_npy, staged_directory
 
 logger = logging.getLogger(__name__)
@@ -430,18 +431,24 @@ def _names(prefix: str, n: int) -> pa.Array:
     return pc.binary_join_element_wise(prefix, pa.array(np.arange(n)).cast(pa.string()), "")
 
 
-def _write_tables(data: SyntheticDataset, out_dir: Path) -> None:
-    """interactions, item_frames, frame_likes and items as Parquet (ids as strings)."""
+def _write_tables(data: SyntheticDataset, out_dir: Path, images: bool = False) -> None:
+    """interactions, item_frames, frame_likes and items as Parquet (ids as strings); with
+    ``images``, a PNG per frame and the frames' ``path`` and ``title`` columns."""
     c = data.config
     users, items = _names("u", c.n_users), _names("i", c.n_items)
     frames = _names("f", data.n_frames)
+    item_frames = {"item_id": items.take(data.frame_item), "frame_id": frames}
+    if images:
+        paths = write_frame_images(out_dir, frames.to_pylist(), data.frame_theme)
+        titles = [theme_title(t) for t in data.frame_theme.tolist()]
+        item_frames |= {"path": pa.array(paths, pa.string()), "title": pa.array(titles, pa.string())}
     tables = {
         "interactions": {
             "user_id": users.take(data.user),
             "item_id": items.take(data.item),
             "timestamp": pa.array(data.timestamp),
         },
-        "item_frames": {"item_id": items.take(data.frame_item), "frame_id": frames},
+        "item_frames": item_frames,
         "frame_likes": {
             "user_id": users.take(data.like_user),
             "item_id": items.take(data.like_item),
@@ -464,11 +471,14 @@ def _write_features(data: SyntheticDataset, path: Path) -> None:
     del out
 
 
-def write_dataset(source: SyntheticConfig | SyntheticDataset, out_dir: str | Path, *, force: bool = False) -> Path:
+def write_dataset(
+    source: SyntheticConfig | SyntheticDataset, out_dir: str | Path, *, force: bool = False, images: bool = False
+) -> Path:
     """Write a dataset directory in the format of docs/format.md; returns ``out_dir``.
 
     ``out_dir`` must be new or empty (or, with ``force``, an earlier jifr dataset); it appears
-    only when complete.
+    only when complete. ``images`` adds a small PNG per frame in the colour of its planted theme
+    (``frames/``; see jifr.datasets.frame_images), for looking at recommendations.
     """
     data = source if isinstance(source, SyntheticDataset) else generate(source)
     out_dir = Path(out_dir)
@@ -480,7 +490,7 @@ def write_dataset(source: SyntheticConfig | SyntheticDataset, out_dir: str | Pat
         "frame_likes": len(data.like_user),
     }
     with staged_directory(out_dir, "dataset", force=force) as staging:
-        _write_tables(data, staging)
+        _write_tables(data, staging, images)
         _write_features(data, staging / "frame_features.npy")
         meta = {"builder": "synthetic", "seed": data.config.seed, "config": data.config.to_dict()}
         (staging / "meta.json").write_text(json.dumps({**meta, "counts": counts}, indent=2) + "\n")
@@ -489,13 +499,19 @@ def write_dataset(source: SyntheticConfig | SyntheticDataset, out_dir: str | Pat
 
 
 def write_synthetic(
-    preset_or_config: str | SyntheticConfig, out_dir: str | Path, seed: int | None = None, *, force: bool = False
+    preset_or_config: str | SyntheticConfig,
+    out_dir: str | Path,
+    seed: int | None = None,
+    *,
+    force: bool = False,
+    images: bool = False,
 ) -> Path:
-    """Write a preset (``"tiny"``, ``"small"``, ``"paper"``) or a config, optionally reseeded."""
+    """Write a preset (``"tiny"``, ``"small"``, ``"paper"``) or a config, optionally reseeded
+    (``images``: a PNG per frame, see ``write_dataset``)."""
     if isinstance(preset_or_config, str):
         if preset_or_config not in PRESETS:
             raise ValueError(f"unknown preset {preset_or_config!r}; choose from {sorted(PRESETS)}")
         preset_or_config = PRESETS[preset_or_config]
     if seed is not None:
         preset_or_config = dataclasses.replace(preset_or_config, seed=seed)
-    return write_dataset(preset_or_config, out_dir, force=force)
+    return write_dataset(preset_or_config, out_dir, force=force, images=images)

@@ -12,11 +12,23 @@ from jifr.features.names import DEFAULT_ENCODER, ENCODER_NAMES
 
 if TYPE_CHECKING:
     from jifr.features.extract import ExtractResult
+    from jifr.features.shards import Shard
 
 features_app = typer.Typer(
     help="Encode images into a frame-feature store (frame_features.npy + .ids.txt).",
     no_args_is_help=True,
 )
+
+
+def _shard(text: str | None) -> str | None:
+    if text is not None:
+        from jifr.features.shards import Shard
+
+        try:
+            Shard.parse(text)
+        except ValueError as error:
+            raise typer.BadParameter(str(error)) from None
+    return text
 
 
 def _known_encoder(name: str) -> str:
@@ -77,6 +89,15 @@ def extract(
     workers: Annotated[int, typer.Option(min=1, help="Threads that decode images.")] = 2,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a finished store in --out.")] = False,
     progress: Annotated[bool, typer.Option(help="Progress bar on a terminal (log lines otherwise).")] = True,
+    shard: Annotated[
+        str | None,
+        typer.Option(
+            metavar="I/N",
+            help="Encode only the I-th of N parts of the inputs (whole batches), e.g. from N processes or "
+            "machines; then `jifr features merge OUT` assembles the store.",
+            callback=_shard,
+        ),
+    ] = None,
 ) -> None:
     """Encode every image of INPUT into --out, resuming an interrupted run of the same command.
 
@@ -86,7 +107,9 @@ def extract(
     from jifr.features.encoders import EncoderUnavailableError
     from jifr.features.extract import extract_features
     from jifr.features.inputs import images_from_path
+    from jifr.features.shards import Shard
 
+    part = None if shard is None else Shard.parse(shard)
     try:
         result = extract_features(
             images_from_path(input_path),
@@ -101,8 +124,9 @@ def extract(
             allow_download=allow_download,
             overwrite=overwrite,
             show_progress=progress,
+            shard=part,
         )
-    except (DataError, EncoderUnavailableError, FileExistsError) as error:
+    except (DataError, EncoderUnavailableError, FileExistsError, ValueError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None
     except OSError as error:  # an unreadable folder, a full disk
@@ -113,12 +137,43 @@ def extract(
     except KeyboardInterrupt as error:
         typer.echo("interrupted: run the same command again to resume", err=True)
         raise typer.Exit(130) from error
-    typer.echo(_summary(result))
+    typer.echo(_summary(result, part, out))
 
 
-def _summary(result: ExtractResult) -> str:
-    return (
+def _summary(result: ExtractResult, shard: Shard | None = None, out: Path | None = None) -> str:
+    text = (
         f"wrote {result.n_written} feature rows to {result.features_path} "
         f"({result.n_skipped} skipped) in {result.seconds:.1f} s: "
         f"{result.images_per_second:.1f} images/s"
+    )
+    if shard is not None:
+        text += f"\nshard {shard.index}/{shard.count} done; once all {shard.count} are: jifr features merge {out}"
+    return text
+
+
+@features_app.command()
+def merge(
+    out: Annotated[
+        Path, typer.Argument(metavar="OUT", help="The --out folder the shards were extracted into.", show_default=False)
+    ],
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a finished store in OUT.")] = False,
+) -> None:
+    """Assemble the shards written by `jifr features extract ... --shard I/N` into OUT's feature
+    store, as one unsharded run would have written it. Every shard must be finished and from the
+    same inputs and settings; the shard files are removed once the store is in place."""
+    from jifr.features.shards import merge_shards
+
+    try:
+        result = merge_shards(out, overwrite=overwrite)
+    except (DataError, FileExistsError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+    except OSError as error:  # an unreadable folder, a full disk
+        from jifr.outputs import describe_os_error
+
+        typer.echo(f"error: {describe_os_error(error)}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(
+        f"merged {result.n_shards} shards: {result.n_written} feature rows into {result.features_path} "
+        f"({result.n_skipped} skipped)"
     )

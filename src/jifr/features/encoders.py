@@ -23,6 +23,7 @@ from PIL import Image
 from torch import nn
 
 from jifr.features.images import center_crop_resize, to_chw_tensor, to_rgb
+from jifr.outputs import sha256_file
 
 DEFAULT_ENCODER = "efficientnet-lite0"
 
@@ -247,6 +248,18 @@ ENCODERS: dict[str, Callable[..., ImageEncoder]] = {
     "efficientnet-lite0": EfficientNetLite0Encoder,
     "vgg19-fc7": Vgg19Fc7Encoder,
 }
+
+
+def encoder_record(encoder: ImageEncoder) -> dict[str, Any]:
+    """What identifies the features an encoder makes: its name, dimension and the SHA-256 of its
+    weights file (None where ``weights`` names no file). ``jifr features extract`` stores it
+    beside the features, and serving encodes a new item's images only with the same encoder."""
+    weights = Path(encoder.weights)
+    return {
+        "name": encoder.name,
+        "dim": int(encoder.dim),
+        "weights_sha256": sha256_file(weights) if weights.is_file() else None,
+    }
 
 
 def build_encoder(name: str = DEFAULT_ENCODER, **options: Any) -> ImageEncoder:

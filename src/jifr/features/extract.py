@@ -30,9 +30,10 @@ import torch
 from tqdm.auto import tqdm
 
 from jifr.errors import DataError
-from jifr.features.encoders import DEFAULT_ENCODER, ImageEncoder, build_encoder
+from jifr.features.encoders import DEFAULT_ENCODER, ImageEncoder, build_encoder, encoder_record
 from jifr.features.images import describe_failure, load_rgb, probe_image
 from jifr.features.inputs import FrameImage
+from jifr.features.shards import Shard
 from jifr.features.store import ExtractProgress, FeatureStoreWriter
 from jifr.outputs import OutputError
 from jifr.progress import ProgressLog, progress_bar
@@ -132,6 +133,7 @@ def extract_features(
     overwrite: bool = False,
     show_progress: bool = True,
     callback: Callable[[ExtractProgress], None] | None = None,
+    shard: Shard | None = None,
 ) -> ExtractResult:
     """Encode `images` ((frame_id, path) pairs) into `out_dir/<stem>.npy` + `<stem>.ids.txt`.
 
@@ -146,6 +148,8 @@ def extract_features(
         overwrite: replace a finished store that this function wrote in `out_dir`; otherwise
             that is an error. A store it did not write is never replaced.
         callback: called with the progress after each batch is safely written.
+        shard: encode only this part of the inputs, into `<stem>.shard-I-of-N.*`; once every
+            part is done, `jifr.features.shards.merge_shards` assembles the store.
 
     Raises:
         BadImagesError: some files cannot be decoded and `skip_bad` is False. Finished
@@ -157,7 +161,8 @@ def extract_features(
     started = time.perf_counter()
     frames = _checked_inputs(images)
     storage = _checked_options(batch_size, dtype, workers)
-    store = FeatureStoreWriter(out_dir, stem)
+    bounds = (0, len(frames)) if shard is None else shard.bounds(len(frames), batch_size)
+    store = FeatureStoreWriter(out_dir, stem if shard is None else shard.stem(stem))
     if store.finished_exists() and not overwrite:
         raise FileExistsError(f"{store.features_path} already exists (pass overwrite=True, --overwrite)")
     if store.finished_exists() and not store.written_by_jifr():
@@ -166,6 +171,8 @@ def extract_features(
     if isinstance(encoder, str):
         options = {"weights_path": weights_path, "device": device, "allow_download": allow_download}
         encoder = build_encoder(encoder, **options)
+    run_fingerprint = _fingerprint(frames, encoder, storage, batch_size)  # of all the inputs, also in a shard
+    n_all, frames = len(frames), frames[bounds[0] : bounds[1]]
     progress = _starting_progress(store, frames, encoder, storage, batch_size, skip_bad)
     resumed_from = progress.next_input
     with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -174,7 +181,10 @@ def extract_features(
             _check_decodable(job, start=resumed_from)
         progress = _encode_all(job, progress)
     skipped = _skipped(frames, progress)
-    store.finish(progress, _written_ids(frames, skipped))
+    record = {"encoder": encoder_record(encoder)}  # which encoder new items' images need (jifr.items)
+    if shard is not None:
+        record |= shard.record(bounds, n_all, run_fingerprint, len(skipped))
+    store.finish(progress, _written_ids(frames, skipped), record)
     seconds = time.perf_counter() - started
     result = ExtractResult(
         features_path=store.features_path,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 import torch
@@ -27,8 +28,9 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image if image.mode == "RGB" else image.convert("RGB")
 
 
-def load_rgb(path: Path) -> Image.Image:
-    """Decode an image file fully, upright (EXIF orientation applied), as 8-bit RGB."""
+def load_rgb(path: Path | IO[bytes]) -> Image.Image:
+    """Decode an image file (or an open binary file) fully, upright (EXIF orientation applied),
+    as 8-bit RGB."""
     with Image.open(path) as image:
         image.load()
         upright = ImageOps.exif_transpose(image)

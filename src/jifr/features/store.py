@@ -18,11 +18,19 @@ import logging
 import os
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 import jifr
-from jifr.outputs import allocate_npy, fsync_path, reports_full_disk, write_json_atomic, write_text_atomic
+from jifr.outputs import (
+    allocate_npy,
+    fsync_path,
+    reports_full_disk,
+    sha256_file,
+    write_json_atomic,
+    write_text_atomic,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -117,8 +125,9 @@ class FeatureStoreWriter:
             self._rows.flush()
             self._rows = None  # the last reference: CPython unmaps the file here
 
-    def finish(self, progress: ExtractProgress, frame_ids: list[str]) -> None:
-        """Cut the array to the rows written and give both files their final names."""
+    def finish(self, progress: ExtractProgress, frame_ids: list[str], details: dict[str, Any] | None = None) -> None:
+        """Cut the array to the rows written and give both files their final names; ``details``
+        join the record file."""
         self.close()
         if progress.rows < progress.n_inputs:
             _truncate_npy_rows(self.partial_path, progress.rows)
@@ -131,7 +140,8 @@ class FeatureStoreWriter:
         os.replace(self.partial_path, self.features_path)
         os.replace(ids_partial, self.ids_path)
         record = {"written_by": "jifr features extract", "fingerprint": progress.fingerprint, "rows": progress.rows}
-        write_json_atomic(self.record_path, record | {"jifr_version": jifr.__version__})
+        record["features_sha256"] = sha256_file(self.features_path)  # ties the record to these very rows
+        write_json_atomic(self.record_path, record | (details or {}) | {"jifr_version": jifr.__version__})
         self.progress_path.unlink(missing_ok=True)
 
     def _opened(self) -> np.memmap:
@@ -160,6 +170,34 @@ class FeatureStoreWriter:
         except (ValueError, OSError):
             return False
         return existing.shape == shape and existing.dtype == dtype
+
+
+def frame_encoder_of(features_path: Path) -> dict[str, Any] | None:
+    """The encoder that wrote the feature store ``features_path`` (``encoders.encoder_record``:
+    name, dim, weights_sha256), read from the record ``jifr features extract`` left beside it.
+
+    None where there is no such record (features from elsewhere, e.g. synthetic ones, or from a
+    jifr that did not record the encoder) or where the features file is no longer the one the
+    record describes (its SHA-256 differs): then nothing is known of how its rows were made.
+    """
+    record_path = features_path.with_suffix(".extract.json")
+    try:
+        record = json.loads(record_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or record.get("written_by") != "jifr features extract":
+        return None
+    encoder = record.get("encoder")
+    if not isinstance(encoder, dict) or not isinstance(encoder.get("name"), str):
+        return None
+    if record.get("features_sha256") != sha256_file(features_path):
+        logger.warning(
+            "%s: the features differ from the ones %s describes; their encoder is unknown",
+            features_path,
+            record_path.name,
+        )
+        return None
+    return dict(encoder)
 
 
 def _truncate_npy_rows(path: Path, n_rows: int) -> None:

@@ -242,3 +242,10 @@ class ACF(Recommender):
 
     def score_all(self, users: Tensor) -> Tensor:
         return self.user_vectors(users) @ self.item_cache()["item"].T
+
+    def new_item_refusal(self) -> str:
+        return (
+            f"{self.model_name} cannot score a new item: an item's score is (u_a + history) . v_i, its free "
+            "embedding v_i alone (its frames enter only the histories of users who interacted with it), "
+            "and a new item has no interactions to learn v_i from"
+        )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -33,6 +34,19 @@ class ModelInputs:
     def from_data(cls, data: PreparedData) -> ModelInputs:
         feedback = data.feedback if data.feedback is not None and len(data.feedback) else None
         return cls(data.n_users, data.n_items, data.frames, data.train, feedback)
+
+
+@dataclass(frozen=True)
+class ScoreBounds:
+    """Bounds on a block of users' scores of every item, and the exact scores of chosen pairs.
+
+    ``lower <= score_all(users) <= upper`` elementwise, both (B, n_items); ``exact(rows, items)``
+    is ``score_all(users)[rows, items]`` (n,), bit for bit, computed for those pairs only.
+    """
+
+    lower: Tensor
+    upper: Tensor
+    exact: Callable[[Tensor, Tensor], Tensor]
 
 
 def bpr_loss(positive: Tensor, negative: Tensor) -> Tensor:
@@ -68,6 +82,9 @@ class Recommender(nn.Module):
     ranks_items: ClassVar[bool] = True
     ranks_frames: ClassVar[bool] = False
     trainable: ClassVar[bool] = True
+    # What the score of a new item (frames, no interactions) is, or None where the model cannot
+    # score one (``new_item_scores``); ``jifr.items`` adds such items to a served run.
+    new_item_score: ClassVar[str | None] = None
     config: Any
     model_name: str  # the registry name it was built under (e.g. "jifr_na")
     store: FrameStore  # the item->frame store, in models that use frames
@@ -105,6 +122,12 @@ class Recommender(nn.Module):
     def score_all(self, users: Tensor) -> Tensor:
         """(B, n_items) predicted preferences of each user for every item."""
         raise NotImplementedError(f"{self.name} does not rank items")
+
+    def score_bounds(self, users: Tensor) -> ScoreBounds | None:
+        """Cheap bounds on ``score_all(users)``, for a model whose full score is costly: top-K
+        ranking (jifr.ranking) then scores exactly only the items whose upper bound can reach the
+        top. None (the default) where ``score_all`` is itself cheap, e.g. a dot product."""
+        return None
 
     def score_frames(self, users: Tensor, items: Tensor) -> Tensor:
         """(B, F_max) key-frame scores of each item's frames; -inf pads items with fewer frames."""
@@ -145,6 +168,39 @@ class Recommender(nn.Module):
         out = torch.full(mask.shape, float("-inf"))
         out[mask] = scores
         return out
+
+    # ---- new items (jifr.items) ------------------------------------------------------------
+    def scores_new_items(self) -> bool:
+        """Whether ``new_item_scores`` can score items without interactions."""
+        return self.ranks_items and self.new_item_score is not None
+
+    def new_item_scores(self, users: Tensor, features: Tensor, counts: Tensor) -> Tensor:
+        """(B, n_new) scores of items that came after training, from their frames alone.
+
+        ``features`` (L, D) are the new items' frame features, item after item, and ``counts``
+        (n_new,) the frames of each (>= 1). What a model learned from an item's interactions
+        (its free embedding, its bias) takes its value under the model's prior, the minimiser of
+        its regularisers: 0 for an L2 penalty. ``new_item_score`` says what that leaves.
+        """
+        raise NotImplementedError(self.new_item_refusal())
+
+    def new_item_refusal(self) -> str:
+        """Why this model cannot score a new item (a model with a content side overrides
+        ``new_item_scores`` and never says it)."""
+        return (
+            f"{self.model_name} cannot score a new item: it scores items only through what it learned "
+            "from their interactions, and a new item has none (models that can: jifr, vbpr, vpoi, cdl)"
+        )
+
+    def new_frame_scores(self, users: Tensor, features: Tensor, slot: Tensor) -> Tensor:
+        """(n,) the key-frame score of frame ``slot[r]`` of ``features`` (m, D), a frame that came
+        after training, for ``users[r]`` (n,): ``personal_frame_scores`` plus, with frame feedback,
+        the frame bias's visual part q . c_k (the free b_k of a frame never shown is 0)."""
+        scores = self.personal_frame_scores(users, features, slot)
+        head = self.feedback_head()
+        if head is not None:
+            scores = scores + F.embedding(slot, head.visual(features)).squeeze(-1)
+        return scores
 
 
 def mean_over_training_items(inputs: ModelInputs, item_values: Tensor) -> Tensor:

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from jifr.models.base import ModelInputs, Recommender, linear, mean_over_training_items, seeded_generator, squared_norm
-from jifr.models.frames import FrameStore, scatter_rows
+from jifr.models.frames import FrameStore, frame_means, scatter_rows
 
 
 @dataclass(frozen=True)
@@ -117,3 +117,9 @@ class CDL(Recommender):
         distinct, inverse = torch.unique(users, return_inverse=True)
         user = F.embedding(inverse, self.user_embeddings(distinct))
         return (user * F.embedding(slot, self.image_network(features))).sum(-1)
+
+    new_item_score = "its usual score, r_ai = f_U(h_a) . mean_k f_I(c_k): CDL has no free item parameters"
+
+    def new_item_scores(self, users: Tensor, features: Tensor, counts: Tensor) -> Tensor:
+        """(B, n_new) f_U(h_a) . mean_k f_I(c_k), as for any item."""
+        return self.user_embeddings(users) @ frame_means(self.image_network(features), counts).T

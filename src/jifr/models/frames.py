@@ -63,6 +63,20 @@ class FrameStore:
         return [torch.arange(s, min(s + ITEM_CHUNK, n_items)) for s in range(0, n_items, ITEM_CHUNK)]
 
 
+def frame_mask(counts: Tensor) -> Tensor:
+    """(n, F_max) mask of real frames of items with ``counts`` (n,) frames each, frames laid out
+    item after item (the layout of ``FrameStore.padded_frames``)."""
+    width = int(counts.max()) if len(counts) else 0
+    return torch.arange(width)[None, :] < counts[:, None]
+
+
+def frame_means(values: Tensor, counts: Tensor) -> Tensor:
+    """(n, d) mean of ``values`` (L, d), rows of frames laid out item after item, over each of n
+    items with ``counts`` (n,) frames (each >= 1)."""
+    mask = frame_mask(counts)
+    return scatter_rows(values, mask).sum(1) / counts[:, None].to(values.dtype)
+
+
 def masked_softmax(logits: Tensor, mask: Tensor) -> Tensor:
     """Softmax over the last axis of (B, F) ``logits`` restricted to ``mask`` (eq. 7)."""
     return torch.softmax(logits.masked_fill(~mask, float("-inf")), dim=-1)

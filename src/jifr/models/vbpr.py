@@ -21,7 +21,7 @@ from jifr.models.feedback import (
     check_feedback_settings,
     feedback_head,
 )
-from jifr.models.frames import FrameStore
+from jifr.models.frames import FrameStore, frame_means
 
 
 @dataclass(frozen=True)
@@ -118,3 +118,13 @@ class VBPR(Recommender):
         terms = torch.cat([self.projection(features), self.visual_bias(features)], dim=1)  # (m, d + 1)
         gathered = F.embedding(slot, terms)
         return (self.user_visual(users) * gathered[:, :-1]).sum(-1) + gathered[:, -1]
+
+    new_item_score = (
+        "gamma_i = 0 and beta_i = 0, the prior means of the item's free embedding and bias: "
+        "r_ai = theta_a.(E f_i) + beta'.f_i, the visual terms alone"
+    )
+
+    def new_item_scores(self, users: Tensor, features: Tensor, counts: Tensor) -> Tensor:
+        """(B, n_new) theta_a . (E f_i) + beta' . f_i, f_i the mean of the item's frame features."""
+        means = frame_means(features, counts)  # f_i
+        return self.visual_bias(means).squeeze(-1)[None, :] + self.user_visual(users) @ self.projection(means).T

@@ -57,7 +57,7 @@ from jifr.models.base import (
     seeded_generator,
     squared_norm,
 )
-from jifr.models.frames import FrameStore
+from jifr.models.frames import FrameStore, frame_means
 
 
 @dataclass(frozen=True)
@@ -118,3 +118,24 @@ class VPOI(Recommender):
 
     def score_all(self, users: Tensor) -> Tensor:
         return self.user_collab(users) @ self.item_collab.weight.T
+
+    new_item_score = (
+        "v_i = lambda_item / (l2 + lambda_item) P cbar_i, the minimiser of its two regularisers "
+        "(the L2 term and the tie to its images): r_ai = u_a.v_i"
+    )
+
+    def new_item_scores(self, users: Tensor, features: Tensor, counts: Tensor) -> Tensor:
+        """(B, n_new) u_a . v_i with v_i the value its regularisers alone give it (see ``new_item_score``)."""
+        if not self.scores_new_items():
+            raise NotImplementedError(self.new_item_refusal())
+        shrink = self.config.lambda_item / (self.config.l2 + self.config.lambda_item)
+        return self.user_collab(users) @ (shrink * self.projection(frame_means(features, counts))).T
+
+    def scores_new_items(self) -> bool:
+        return self.config.lambda_item > 0
+
+    def new_item_refusal(self) -> str:
+        return (
+            f"{self.model_name} with lambda_item = 0 cannot score a new item: its item embeddings are not "
+            "tied to their images, so an item without interactions has no embedding"
+        )

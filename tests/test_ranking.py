@@ -1,0 +1,231 @@
+"""top_k_items is exact: it equals a stable descending sort of score_all with the excluded items
+removed, for every model that ranks items, ties included (planted on purpose)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from jifr import ranking
+from jifr.data.prepared import Interactions, ItemFrames
+from jifr.models import MODELS, ModelInputs, Recommender, build_model
+from jifr.models import jifr as jifr_model
+from jifr.models.base import ScoreBounds
+from jifr.ranking import top_k_items
+
+N_USERS, N_GROUPS, COPIES, DIM = 9, 12, 3, 6
+N_ITEMS = N_GROUPS * COPIES  # items COPIES*g .. COPIES*g + COPIES-1 are copies of each other
+RANKING_MODELS = [name for name, spec in MODELS.items() if spec.model.ranks_items]  # type: ignore[attr-defined]
+KS = (1, 2, 4, 7, N_ITEMS, N_ITEMS + 5)
+INF = float("inf")
+
+
+def random_inputs(seed: int = 0, n_groups: int = N_GROUPS, copies: int = COPIES) -> ModelInputs:
+    """Items in groups of ``copies`` with identical frames (1-3 per item, 6-d features); every
+    user has 4 training items."""
+    rng = np.random.default_rng(seed)
+    frames_per_group = rng.integers(1, 4, n_groups)
+    frames_per_group[0] = 2  # so that n_frames != n_items
+    group_features = [rng.normal(size=(n, DIM)).astype(np.float32) for n in frames_per_group]
+    features = np.concatenate([group_features[g] for g in range(n_groups) for _ in range(copies)])
+    counts = np.repeat(frames_per_group, copies)
+    frames = ItemFrames(np.r_[0, np.cumsum(counts)].astype(np.int64), features)
+    users = np.repeat(np.arange(N_USERS), 4)
+    items = np.concatenate([rng.choice(n_groups * copies, 4, replace=False) for _ in range(N_USERS)])
+    return ModelInputs(N_USERS, n_groups * copies, frames, Interactions(users.astype(np.int64), items.astype(np.int64)))
+
+
+def with_copies(model: Recommender, n_items: int, copies: int) -> Recommender:
+    """Make every item-side parameter and buffer of each group equal to its first item's, so the
+    items of a group score exactly alike; returns the model in eval mode."""
+    source = torch.arange(n_items) // copies * copies
+    with torch.no_grad():
+        for tensor in [*model.parameters(), *model.buffers()]:
+            if tensor.dim() and tensor.shape[0] == n_items:
+                tensor.copy_(tensor[source])
+    return model.eval()
+
+
+def known_items(seed: int = 1) -> sp.csr_matrix:
+    """About a third of the items of each user; user 0 knows every item, user 1 all but two."""
+    rng = np.random.default_rng(seed)
+    dense = rng.random((N_USERS, N_ITEMS)) < 0.3
+    dense[0] = True
+    dense[1] = True
+    dense[1, [5, 20]] = False
+    return sp.csr_matrix(dense.astype(np.float32))
+
+
+def reference(model: Recommender, users: torch.Tensor, k: int, exclude: sp.csr_matrix | None) -> tuple:
+    """The definition: a stable descending sort of score_all, excluded (and NaN) scores -inf."""
+    with torch.no_grad():
+        scores = model.score_all(users).clone()
+    scores[scores.isnan()] = -INF
+    if exclude is not None:
+        scores[torch.as_tensor(exclude[users.numpy()].toarray() != 0)] = -INF
+    order = torch.argsort(scores, dim=1, descending=True, stable=True)[:, :k]
+    values = scores.gather(1, order)
+    items = torch.where(values > -INF, order, -1)
+    pad = k - values.shape[1]
+    return torch.nn.functional.pad(values, (0, pad), value=-INF), torch.nn.functional.pad(items, (0, pad), value=-1)
+
+
+def ranking_model(name: str, seed: int = 0) -> Recommender:
+    return with_copies(build_model(name, random_inputs(seed), seed=seed), N_ITEMS, COPIES)
+
+
+@pytest.mark.parametrize("probes", [ranking.PROBES, 1])
+@pytest.mark.parametrize("name", RANKING_MODELS)
+def test_top_k_equals_a_stable_sort_of_score_all(name: str, probes: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Also with 1 probe, so that models with bounds rank from a probed threshold (with the default,
+    the bounds alone leave fewer candidates than probes in a catalogue this small)."""
+    monkeypatch.setattr(ranking, "PROBES", probes)
+    model = ranking_model(name)
+    users = torch.arange(N_USERS)
+    with torch.no_grad():
+        scores = model.score_all(users)
+    # The planted ties are real: the copies of an item score the same, bit for bit.
+    assert torch.equal(scores[:, 0::COPIES], scores[:, 1::COPIES]), "copies do not tie"
+    for exclude in (None, known_items()):
+        for k in KS:
+            values, items = top_k_items(model, users, k, N_ITEMS, exclude)
+            expected_values, expected_items = reference(model, users, k, exclude)
+            assert torch.equal(items, expected_items), (name, k, exclude is not None)
+            assert torch.equal(values, expected_values), (name, k, exclude is not None)
+
+
+def test_ties_straddle_the_cut_and_go_to_the_lower_item() -> None:
+    """With k = 4 and items in threes, the 4th place is one of three tied items: the lowest wins."""
+    model = ranking_model("bpr")
+    values, items = top_k_items(model, torch.arange(N_USERS), 5, N_ITEMS)
+    assert torch.equal(values[:, 3], values[:, 4])  # a tie across the 4th/5th places, every user
+    assert (items[:, 0] % COPIES == 0).all() and (items[:, 1] == items[:, 0] + 1).all()
+    assert (items[:, 3] == items[:, 4] - 1).all() and (items[:, 3] % COPIES == 0).all()
+
+
+def test_excluded_items_and_short_rows() -> None:
+    model = ranking_model("jifr")
+    exclude = known_items()
+    values, items = top_k_items(model, torch.tensor([0, 1, 2]), 4, N_ITEMS, exclude)
+    assert items[0].tolist() == [-1] * 4 and torch.isinf(values[0]).all()  # user 0 knows everything
+    assert sorted(items[1, :2].tolist()) == [5, 20] and items[1, 2:].tolist() == [-1, -1]
+    assert not set(items[2].tolist()) & set(exclude[2].indices.tolist())
+
+
+@pytest.mark.parametrize("name", ["bpr", "jifr"])
+def test_items_scored_nan_are_never_recommended(name: str) -> None:
+    model = ranking_model(name)
+    with torch.no_grad():
+        model.item_collab.weight[7] = float("nan")  # type: ignore[union-attr,index]
+    model.train().eval()  # drop the item cache
+    users = torch.arange(N_USERS)
+    values, items = top_k_items(model, users, N_ITEMS, N_ITEMS)
+    assert (items != 7).all() and (items[:, -1] == -1).all()
+    expected_values, expected_items = reference(model, users, N_ITEMS, None)
+    assert torch.equal(items, expected_items) and torch.equal(values, expected_values)
+
+
+def test_user_blocks_give_the_same_answer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One user per block (a tiny score budget) equals each user ranked on its own."""
+    monkeypatch.setattr(ranking, "SCORE_BUDGET", N_ITEMS)
+    for name in ("vbpr", "jifr"):
+        model = ranking_model(name)
+        values, items = top_k_items(model, torch.arange(N_USERS), 7, N_ITEMS, known_items())
+        for u in range(N_USERS):
+            expected_values, expected_items = reference(model, torch.tensor([u]), 7, known_items())
+            assert torch.equal(items[u : u + 1], expected_items) and torch.equal(values[u : u + 1], expected_values)
+
+
+@pytest.mark.parametrize("name", RANKING_MODELS)
+def test_score_bounds_hold_and_exact_is_score_all(name: str) -> None:
+    """The hook's contract: lower <= score_all <= upper, and ``exact`` is score_all bit for bit,
+    whatever pairs it is asked for and in whatever order."""
+    model = ranking_model(name, seed=3)
+    users = torch.arange(N_USERS)
+    with torch.no_grad():
+        bounds = model.score_bounds(users)
+        scores = model.score_all(users)
+        if bounds is None:
+            return
+        assert (bounds.lower <= scores).all() and (scores <= bounds.upper).all()
+        rows, items = torch.meshgrid(users, torch.arange(N_ITEMS), indexing="ij")
+        assert torch.equal(bounds.exact(rows.flatten(), items.flatten()).view_as(scores), scores)
+        shuffled = torch.randperm(rows.numel(), generator=torch.Generator().manual_seed(0))[:50]
+        got = bounds.exact(rows.flatten()[shuffled], items.flatten()[shuffled])
+        assert torch.equal(got, scores.flatten()[shuffled])
+
+
+@pytest.mark.parametrize("name", ["jifr", "jifr_rating_att"])
+def test_rating_attention_models_give_bounds_and_score_few_items(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """JIFR with rating attention ranks from bounds and runs the attention on a small share of a
+    larger catalogue (a reduction of the work, not a timing)."""
+    inputs = random_inputs(seed=4, n_groups=2000, copies=1)
+    model = build_model(name, inputs, seed=4).eval()
+    asked: list[int] = []
+    real = model.score_bounds
+
+    def counting(users: torch.Tensor) -> ScoreBounds:
+        bounds = real(users)
+        assert bounds is not None
+
+        def exact(rows: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+            asked.append(len(rows))
+            return bounds.exact(rows, items)
+
+        return ScoreBounds(bounds.lower, bounds.upper, exact)
+
+    monkeypatch.setattr(model, "score_bounds", counting)
+    users = torch.arange(N_USERS)
+    values, items = top_k_items(model, users, 5, inputs.n_items)
+    expected_values, expected_items = reference(model, users, 5, None)
+    assert torch.equal(items, expected_items) and torch.equal(values, expected_values)
+    assert 0 < sum(asked) < N_USERS * inputs.n_items / 4
+
+
+@pytest.mark.parametrize("item_half", [0.0, 1e-3])
+def test_jifr_bounds_are_tight_when_beta_varies_little(item_half: float) -> None:
+    """With W2's item half zero, beta is the same for all of a user's items and the bounds close
+    on the score (up to rounding); with a small item half they stay valid and nearly as tight."""
+    inputs = random_inputs(seed=5, n_groups=300, copies=1)
+    model = build_model("jifr", inputs, seed=5)
+    with torch.no_grad():
+        d1 = model.config.collab_dim
+        model.rating_hidden.weight[:, d1:] *= item_half  # type: ignore[index,operator]
+    model.eval()
+    users = torch.arange(N_USERS)
+    with torch.no_grad():
+        bounds, scores = model.score_bounds(users), model.score_all(users)
+    assert bounds is not None
+    assert (bounds.lower <= scores).all() and (scores <= bounds.upper).all()
+    width = (bounds.upper - bounds.lower).max().item()
+    assert width < (1e-4 if item_half == 0 else 1e-2) * scores.abs().max().item()
+
+
+def test_both_layouts_of_the_rating_attention_give_the_same_bits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """JIFR's score_all takes every hidden unit at once for a few pairs and one unit at a time for
+    many; exact scores of candidates rely on both giving the same bits."""
+    model = ranking_model("jifr")
+    users = torch.arange(N_USERS)
+    with torch.no_grad():
+        monkeypatch.setattr(jifr_model, "FEW_PAIRS", 0)
+        one_at_a_time = model.score_all(users)
+        monkeypatch.setattr(jifr_model, "FEW_PAIRS", 2**30)
+        all_at_once = model.score_all(users)
+    assert torch.equal(one_at_a_time, all_at_once)
+
+
+def test_models_without_costly_scores_give_no_bounds() -> None:
+    for name in ("bpr", "vbpr", "jifr_na", "jifr_content_att"):
+        assert ranking_model(name).score_bounds(torch.arange(3)) is None
+
+
+def test_k_zero_negative_k_and_models_that_rank_no_items() -> None:
+    model = ranking_model("jifr")
+    values, items = top_k_items(model, torch.arange(3), 0, N_ITEMS)
+    assert values.shape == items.shape == (3, 0)
+    with pytest.raises(ValueError, match="k must be >= 0"):
+        top_k_items(model, torch.arange(3), -1, N_ITEMS)
+    with pytest.raises(ValueError, match="does not rank items"):
+        top_k_items(build_model("rnd", random_inputs()), torch.arange(3), 3, N_ITEMS)
