@@ -120,9 +120,9 @@ def share_scale(n_rank: int, n: int, ranks: Ranks) -> float:
     """What this rank's mean loss over its ``n_rank`` of the n positives is multiplied by.
 
     A loss of the form mean over rows + (sum over rows) / n + a weight penalty W is, over the
-    global batch, sum_r (n_r / n) * (rank r's loss). The gradients are averaged over the ranks
-    (DDP divides their sum by ``size``), so rank r's loss is scaled by size * n_r / n; W's gradient then adds
-    up to exactly one W's, whatever the parts' sizes. Equal parts make the scale exactly 1.
+    global batch, sum_r (n_r / n) * (rank r's loss). DDP divides the sum of the ranks' gradients
+    by ``size``, so rank r's loss is scaled by size * n_r / n; W's gradient then adds up to
+    exactly one W's, whatever the parts' sizes. Equal parts make the scale exactly 1.
     """
     return ranks.size * n_rank / n
 
