@@ -78,3 +78,22 @@ def test_mean_user_frames_average_the_model_over_users(tiny: PreparedData) -> No
     assert torch.equal(got[0], got[2])  # the same order for every user
     sampled = MeanUserFrames(model, tiny, max_users=16, seed=1)
     assert len(sampled.users) == 16 and sampled.score_frames(torch.tensor([0]), torch.tensor([4])).shape[0] == 1
+
+
+@pytest.mark.parametrize("name", ["jifr", "jifr_na", "vbpr", "cdl"])
+def test_mean_user_frames_project_each_frame_once_with_the_same_scores(tiny: PreparedData, name: str) -> None:
+    """The fast average (each frame projected once for every user) equals the average of the
+    model's own score_frames over the users, pair by pair."""
+    model = build_model(name, ModelInputs.from_data(tiny), seed=2).eval()
+    assert model.frame_scores_are_visual
+    averaged = MeanUserFrames(model, tiny, max_users=40, seed=0)
+    items = torch.arange(tiny.n_items)
+    got = averaged.score_frames(torch.zeros(len(items), dtype=torch.long), items)
+    users = averaged.users
+    with torch.no_grad():
+        per_user = model.score_frames(users.repeat(len(items)), items.repeat_interleave(len(users)))
+    expected = per_user.view(len(items), len(users), -1).mean(1)
+    finite = torch.isfinite(expected)
+    assert torch.equal(finite, torch.isfinite(got)) and finite.sum() == tiny.frames.n_frames
+    assert torch.allclose(got[finite], expected[finite], rtol=1e-5, atol=1e-6)
+    assert got[finite].std() > 0  # frames are told apart

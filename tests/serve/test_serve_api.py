@@ -228,3 +228,13 @@ def test_the_page_lists_users_and_loads_its_script(client: TestClient) -> None:
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert '<option value="u0">' in page.text and 'src="/static/page.js"' in page.text
     assert client.get("/static/page.js").status_code == 200 and client.get("/static/page.css").status_code == 200
+
+
+def test_the_item_cache_is_built_at_load_not_by_the_first_request(served_run: Path) -> None:
+    from jifr.serve.service import Service
+
+    service = Service.load(served_run)
+    assert service.model._item_cache is not None  # noqa: SLF001 (the warm-up is what is tested)
+    cached = service.model._item_cache  # noqa: SLF001
+    service.recommend([next(iter(service.users))], 5, True, "none")
+    assert service.model._item_cache is cached  # noqa: SLF001 (the first request reused it)

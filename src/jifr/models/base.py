@@ -82,6 +82,8 @@ class Recommender(nn.Module):
     ranks_items: ClassVar[bool] = True
     ranks_frames: ClassVar[bool] = False
     trainable: ClassVar[bool] = True
+    # score_frames is visual_frame_scores: the personal frame score plus the frame bias
+    frame_scores_are_visual: ClassVar[bool] = False
     # What the score of a new item (frames, no interactions) is, or None where the model cannot
     # score one (``new_item_scores``); ``jifr.items`` adds such items to a served run.
     new_item_score: ClassVar[str | None] = None
@@ -162,6 +164,22 @@ class Recommender(nn.Module):
         features = self.store.features(frame_rows)
         slot = torch.arange(len(frame_rows))
         scores = self.personal_frame_scores(users[mask.nonzero()[:, 0]], features, slot)
+        head = self.feedback_head()
+        if head is not None:
+            scores = scores + head.bias(frame_rows, features)
+        out = torch.full(mask.shape, float("-inf"))
+        out[mask] = scores
+        return out
+
+    def mean_visual_frame_scores(self, users: Tensor, items: Tensor) -> Tensor:
+        """(n, F_max) ``visual_frame_scores`` of each of ``items`` (n,) averaged over ``users``
+        (U,), -inf padded; each frame's features are read and projected once, not once per user."""
+        rows, mask = self.store.padded_frames(items)
+        frame_rows = rows[mask]
+        features = self.store.features(frame_rows)
+        slot = torch.arange(len(frame_rows)).repeat_interleave(len(users))
+        scores = self.personal_frame_scores(users.repeat(len(frame_rows)), features, slot)
+        scores = scores.view(len(frame_rows), len(users)).mean(1)
         head = self.feedback_head()
         if head is not None:
             scores = scores + head.bias(frame_rows, features)

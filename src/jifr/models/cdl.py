@@ -58,6 +58,7 @@ class CDL(Recommender):
     name = "cdl"
     ranks_items = True
     ranks_frames = True
+    frame_scores_are_visual = True
     user_history: Tensor  # (n_users, D) buffer: h_a
 
     def __init__(self, config: CDLConfig, inputs: ModelInputs, seed: int = 0) -> None:

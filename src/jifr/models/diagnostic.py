@@ -45,10 +45,15 @@ class MeanUserFrames(Recommender):
         """Mean frame scores of ``items`` over the user sample, a block of items at a time."""
         n_users = len(self.users)
         step = max(1, PAIR_BUDGET // n_users)
+        visual = self.model.frame_scores_are_visual
         for start in range(0, len(items), step):
             block = items[start : start + step]
-            scores = self.model.score_frames(self.users.repeat(len(block)), block.repeat_interleave(n_users))
-            self.table[block, : scores.shape[1]] = scores.view(len(block), n_users, -1).mean(1)
+            if visual:  # each frame projected once for all users
+                scores = self.model.mean_visual_frame_scores(self.users, block)
+            else:
+                scores = self.model.score_frames(self.users.repeat(len(block)), block.repeat_interleave(n_users))
+                scores = scores.view(len(block), n_users, -1).mean(1)
+            self.table[block, : scores.shape[1]] = scores
             self.filled[block] = True
 
     def score_frames(self, users: Tensor, items: Tensor) -> Tensor:

@@ -100,6 +100,7 @@ class JIFRConfig:
 class JIFR(Recommender):
     name = "jifr"
     ranks_frames = True
+    frame_scores_are_visual = True
     item_features: Tensor  # (n_items, D) buffer, content_attention="avg" only
 
     def __init__(self, config: JIFRConfig, inputs: ModelInputs, seed: int = 0) -> None:

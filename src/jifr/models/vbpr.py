@@ -42,6 +42,7 @@ class VBPRConfig:
 class VBPR(Recommender):
     name = "vbpr"
     ranks_frames = True
+    frame_scores_are_visual = True
     item_features: Tensor  # (n_items, D) buffer: mean frame feature f_i
 
     def __init__(self, config: VBPRConfig, inputs: ModelInputs, seed: int = 0) -> None:

@@ -98,7 +98,6 @@ class Service:
         model, data, description = load_checkpoint(run_dir)
         if not model.ranks_items:
             raise DataError(run_dir, f"{model.model_name} does not rank items; serving needs a model that does")
-        model.item_cache()  # warm-up: item-only quantities are computed once, not on the first request
         frames = data.frame_table()
         counts = np.bincount(data.train.items, minlength=data.n_items)
         training = data.train.csr(data.n_users, data.n_items)
@@ -121,6 +120,9 @@ class Service:
             encoder=run_encoder(data),
         )
         _ = data.interacted  # built once here rather than by concurrent first requests
+        # Warm-up, after MeanUserFrames (whose model.eval() drops the cache): item-only
+        # quantities are computed once here, not by the first request.
+        model.item_cache()
         log.info(
             "serving %s from %s: %d users, %d items (+ %d new)",
             model.model_name,
