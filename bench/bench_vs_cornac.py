@@ -310,10 +310,12 @@ def profile_jifr(c: Contender, data: PreparedData) -> None:
 
     from torch.profiler import ProfilerActivity, profile
 
+    train_jifr(c, data, seed=0)  # warm-up: the first fit in a process runs slower
     _, positives, seconds = train_jifr(c, data, seed=0)
     steps = c.settings["epochs"] * -(-len(data.train) // c.settings.get("batch", 1024))
     print(
-        f"jifr {c.model} [{c.label}]: {seconds:.3f} s unprofiled, {positives / seconds:,.0f} positives/s, {steps} steps"
+        f"jifr {c.model} [{c.label}]: {seconds:.3f} s unprofiled (after a warm-up fit), "
+        f"{positives / seconds:,.0f} positives/s, {steps} steps"
     )
     profiler = cProfile.Profile()
     profiler.runcall(train_jifr, c, data, 0)
