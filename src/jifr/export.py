@@ -149,8 +149,7 @@ def export_recommendations(
         raise ValueError(f"{model.model_name} does not rank items; export needs a model that does")
     out = Path(out)
     check_export_path(out, force)
-    if model.training:  # eval() also drops the item cache, so only when needed
-        model.eval()
+    model.eval()  # keeps the item cache of a model already in eval mode
     step = max(1, ROW_BUDGET // max(k, 1))
     bar = progress_bar(total=data.n_users, enabled=show_progress, desc="export", unit="user")
     ticker = ProgressLog(log, "exported", data.n_users, "users", bar, enabled=show_progress)

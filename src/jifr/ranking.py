@@ -156,8 +156,7 @@ def top_k_items(
         raise ValueError(f"k must be >= 0, got {k}")
     if not model.ranks_items:
         raise ValueError(f"{model.model_name} does not rank items")
-    if model.training:  # eval() also drops the item cache, so only when needed
-        model.eval()
+    model.eval()  # keeps the item cache of a model already in eval mode
     users = torch.as_tensor(users, dtype=torch.long)
     width = min(k, n_items)
     values = torch.full((len(users), k), -INF)

@@ -75,13 +75,8 @@ def recommend_for_users(
 
     With ``exclude_seen`` every item the user interacted with, in any split, is left out; fewer
     than ``k`` items come back when fewer remain. ``frame_table`` saves re-reading it per call.
+    A negative ``k`` or a model that does not rank items is a ValueError (``top_k_items``).
     """
-    if k < 0:
-        raise ValueError(f"k must be >= 0, got {k}")
-    if not model.ranks_items:
-        raise ValueError(f"{model.model_name} does not rank items; recommend needs a model that does")
-    if model.training:  # eval() also drops the item cache, so only when needed
-        model.eval()
     user_tensor = torch.as_tensor(np.asarray(users, dtype=np.int64))
     exclude = data.interacted if exclude_seen else None
     scores, items = top_k_items(model, user_tensor, k, data.n_items, exclude)  # (B, k), -1 padded

@@ -97,8 +97,15 @@ class Recommender(nn.Module):
         self._item_cache: dict[str, Tensor] | None = None
 
     def train(self, mode: bool = True) -> Recommender:
-        self._item_cache = None
+        """Set the mode; the item cache is dropped on entering training, but kept by ``eval()``
+        on a model already in eval mode (its weights have not changed)."""
+        if mode or self.training:
+            self._item_cache = None
         return super().train(mode)
+
+    def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
+        self._item_cache = None  # new weights: item-only quantities are stale
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     def item_cache(self) -> dict[str, Tensor]:
         """Item-only tensors for scoring, built on first use in eval mode."""
@@ -159,27 +166,30 @@ class Recommender(nn.Module):
     def visual_frame_scores(self, users: Tensor, items: Tensor) -> Tensor:
         """``score_frames`` of a model whose frame score is ``personal_frame_scores`` plus, with
         frame feedback, the frame bias."""
-        rows, mask = self.store.padded_frames(items)
-        frame_rows = rows[mask]
-        features = self.store.features(frame_rows)
-        slot = torch.arange(len(frame_rows))
-        scores = self.personal_frame_scores(users[mask.nonzero()[:, 0]], features, slot)
-        head = self.feedback_head()
-        if head is not None:
-            scores = scores + head.bias(frame_rows, features)
-        out = torch.full(mask.shape, float("-inf"))
-        out[mask] = scores
-        return out
+
+        def personal(features: Tensor, mask: Tensor) -> Tensor:
+            return self.personal_frame_scores(users[mask.nonzero()[:, 0]], features, torch.arange(len(features)))
+
+        return self._padded_frame_scores(items, personal)
 
     def mean_visual_frame_scores(self, users: Tensor, items: Tensor) -> Tensor:
         """(n, F_max) ``visual_frame_scores`` of each of ``items`` (n,) averaged over ``users``
         (U,), -inf padded; each frame's features are read and projected once, not once per user."""
+
+        def mean_personal(features: Tensor, mask: Tensor) -> Tensor:
+            n = len(features)
+            slot = torch.arange(n).repeat_interleave(len(users))
+            return self.personal_frame_scores(users.repeat(n), features, slot).view(n, len(users)).mean(1)
+
+        return self._padded_frame_scores(items, mean_personal)
+
+    def _padded_frame_scores(self, items: Tensor, personal: Callable[[Tensor, Tensor], Tensor]) -> Tensor:
+        """(n, F_max) ``personal(features, mask)`` of the frames of ``items`` plus, with frame
+        feedback, the frame bias; -inf pads items with fewer frames."""
         rows, mask = self.store.padded_frames(items)
         frame_rows = rows[mask]
         features = self.store.features(frame_rows)
-        slot = torch.arange(len(frame_rows)).repeat_interleave(len(users))
-        scores = self.personal_frame_scores(users.repeat(len(frame_rows)), features, slot)
-        scores = scores.view(len(frame_rows), len(users)).mean(1)
+        scores = personal(features, mask)
         head = self.feedback_head()
         if head is not None:
             scores = scores + head.bias(frame_rows, features)

@@ -120,8 +120,7 @@ class Service:
             encoder=run_encoder(data),
         )
         _ = data.interacted  # built once here rather than by concurrent first requests
-        # Warm-up, after MeanUserFrames (whose model.eval() drops the cache): item-only
-        # quantities are computed once here, not by the first request.
+        # Warm-up: item-only quantities are computed once here, not by the first request.
         model.item_cache()
         log.info(
             "serving %s from %s: %d users, %d items (+ %d new)",
