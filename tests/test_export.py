@@ -20,7 +20,7 @@ from jifr.export import export_recommendations, key_frames
 from jifr.models import ModelInputs, build_model
 from jifr.recommend import recommend_for_user
 
-FRAME_COLUMNS = ["user_id", "rank", "item_id", "score", "key_frame_id", "key_frame_score"]
+FRAME_COLUMNS = ["user_id", "rank", "item_id", "score", "new", "key_frame_id", "key_frame_score"]
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +63,7 @@ def test_rows_leave_out_known_items_unless_asked(tiny: PreparedData, tmp_path: P
     model = build_model("bpr", ModelInputs.from_data(tiny), seed=0)
     summary = export_recommendations(model, tiny, tmp_path / "a.parquet", tiny.n_items, show_progress=False)
     table = pq.read_table(tmp_path / "a.parquet").to_pydict()
-    assert list(table) == FRAME_COLUMNS[:4]  # BPR ranks no frames
+    assert list(table) == FRAME_COLUMNS[:5]  # BPR ranks no frames
     known = tiny.interacted
     assert summary.rows == len(table["user_id"]) == tiny.n_users * tiny.n_items - known.nnz
     item_index = {str(item): i for i, item in enumerate(tiny.item_ids)}

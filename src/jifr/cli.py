@@ -295,7 +295,8 @@ def recommend(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
 ) -> None:
     """Top-K items for a user, each with its personalised key frame and the scores of all its frames.
-    Items the user already interacted with (in any split) are left out unless --include-seen."""
+    Items the user already interacted with (in any split) are left out unless --include-seen.
+    Items added to the run after training (`jifr items add`) are ranked with the rest, marked new."""
     if k < 0:
         raise ValueError(f"k must be >= 0, got {k}")
 
@@ -303,7 +304,7 @@ def recommend(
     from jifr.recommend import format_recommendations, recommend_for_user
 
     recommender, data, _ = load_checkpoint(run)
-    recommendations = recommend_for_user(recommender, data, user, k, exclude_seen=not include_seen)
+    recommendations = recommend_for_user(recommender, data, user, k, exclude_seen=not include_seen, run_dir=run)
     typer.echo(json.dumps(recommendations, indent=1) if as_json else format_recommendations(recommendations))
 
 
@@ -324,17 +325,20 @@ def export(
 ) -> None:
     """Every user's top-K items as one Parquet file: user_id, rank, item_id, score and, for models
     that rank frames, key_frame_id and key_frame_score. Known items are left out unless
-    --include-seen, as in `jifr recommend`. Written in chunks of users, renamed into place when complete."""
+    --include-seen, as in `jifr recommend`; items added after training (`jifr items add`) are ranked
+    with the rest (column `new`). Written in chunks of users, renamed into place when complete."""
     if k < 0:
         raise ValueError(f"k must be >= 0, got {k}")
 
     from jifr.checkpoint import load_checkpoint
     from jifr.export import check_export_path, export_recommendations
+    from jifr.items.score import scored_new_items
 
     check_export_path(out, force)  # before the checkpoint loads
     recommender, data, _ = load_checkpoint(run)
+    new = scored_new_items(run, recommender, data)
     summary = export_recommendations(
-        recommender, data, out, k, exclude_seen=not include_seen, force=force, show_progress=progress
+        recommender, data, out, k, exclude_seen=not include_seen, force=force, show_progress=progress, new=new
     )
     typer.echo(json.dumps({"export": str(summary.path), "users": summary.users, "rows": summary.rows}))
 

@@ -1,10 +1,12 @@
 """Every user's top-K items with their personalised key frames, as one Parquet file.
 
-Columns: ``user_id``, ``rank`` (1 = best), ``item_id``, ``score`` and, for models that rank
-frames, ``key_frame_id`` and ``key_frame_score`` (the item's best frame for this user, ties to
-its earlier frame, as in ``jifr recommend``). Users come in index order, each with their items
-best first; a user gets fewer than k rows when fewer items remain. Known items (any split) are
-left out unless ``exclude_seen=False``.
+Columns: ``user_id``, ``rank`` (1 = best), ``item_id``, ``score``, ``new`` (an item added after
+training, ``jifr items add``) and, for models that rank frames, ``key_frame_id`` and
+``key_frame_score`` (the item's best frame for this user, ties to its earlier frame, as in
+``jifr recommend``). Users come in index order, each with their items best first; a user gets
+fewer than k rows when fewer items remain. Known items (any split) are left out unless
+``exclude_seen=False``. A run's new items are merged with the catalogue's top k exactly as the
+service merges them (``jifr.items.score``).
 
 Users are ranked a chunk at a time (``jifr.ranking.top_k_items``) and each chunk becomes a row
 group of the file, so memory stays bounded at any number of users. The file is written under a
@@ -26,6 +28,8 @@ import torch
 
 import jifr
 from jifr.data.prepared import ItemFrames, PreparedData
+from jifr.items.score import merge_top_k, new_frame_orders, new_item_scores
+from jifr.items.store import NewItems
 from jifr.models.base import Recommender
 from jifr.outputs import OutputError, atomic_path
 from jifr.progress import ProgressLog, progress_bar
@@ -53,6 +57,7 @@ def export_schema(ranks_frames: bool) -> pa.Schema:
         pa.field("rank", pa.int32(), nullable=False),
         pa.field("item_id", pa.string(), nullable=False),
         pa.field("score", pa.float32(), nullable=False),
+        pa.field("new", pa.bool_(), nullable=False),
     ]
     if ranks_frames:
         fields += [pa.field("key_frame_id", pa.string()), pa.field("key_frame_score", pa.float32())]
@@ -109,24 +114,56 @@ def key_frames(
 
 
 def recommendations_table(
-    model: Recommender, data: PreparedData, users: np.ndarray, k: int, exclude_seen: bool = True
+    model: Recommender,
+    data: PreparedData,
+    users: np.ndarray,
+    k: int,
+    exclude_seen: bool = True,
+    new: NewItems | None = None,
 ) -> pa.Table:
-    """The export's rows for ``users`` (indices), in the export's schema."""
+    """The export's rows for ``users`` (indices), in the export's schema, ``new`` items merged in."""
     user_tensor = torch.as_tensor(users, dtype=torch.long)
     scores, items = top_k_items(model, user_tensor, k, data.n_items, data.interacted if exclude_seen else None)
-    kept = items >= 0
-    pair_users, pair_items = user_tensor[:, None].expand_as(items)[kept], items[kept]
+    extra = new_item_scores(model, users, new) if new is not None else np.zeros((len(users), 0), np.float32)
+    chosen = merge_top_k(scores.numpy(), extra, k)  # (B, k) columns of [catalogue top k | new items]
+    row, rank = np.nonzero(chosen >= 0)
+    column = chosen[row, rank]
+    is_new = column >= k
+    catalogue = ~is_new
+    item = np.empty(len(row), dtype=np.int64)  # a catalogue item's index, or a new item's in ``new``
+    score = np.empty(len(row), dtype=np.float32)
+    item[catalogue], score[catalogue] = (
+        items.numpy()[row[catalogue], column[catalogue]],
+        scores.numpy()[row[catalogue], column[catalogue]],
+    )
+    item[is_new], score[is_new] = column[is_new] - k, extra[row[is_new], column[is_new] - k]
+    item_ids = np.empty(len(row), dtype=object)
+    item_ids[catalogue] = data.item_ids[item[catalogue]]
+    if is_new.any():
+        assert new is not None
+        item_ids[is_new] = [new.item_ids[j] for j in item[is_new].tolist()]
     columns = {
-        "user_id": data.user_ids[pair_users.numpy()],
-        "rank": (torch.arange(k)[None, :].expand_as(items)[kept] + 1).numpy().astype(np.int32),
-        "item_id": data.item_ids[pair_items.numpy()],
-        "score": scores[kept].numpy().astype(np.float32),
+        "user_id": data.user_ids[users[row]],
+        "rank": (rank + 1).astype(np.int32),
+        "item_id": item_ids,
+        "score": score,
+        "new": is_new,
     }
     if model.ranks_frames:
-        frame_rows, frame_scores = key_frames(model, data.frames, pair_users, pair_items)
+        frame_ids = np.full(len(row), None, dtype=object)
+        frame_scores = np.full(len(row), np.nan, dtype=np.float32)
+        frame_rows, best = key_frames(
+            model, data.frames, torch.as_tensor(users[row[catalogue]]), torch.as_tensor(item[catalogue])
+        )
         has_frame = frame_rows >= 0
-        columns["key_frame_id"] = np.where(has_frame, data.frame_ids[np.maximum(frame_rows, 0)], None)
-        columns["key_frame_score"] = np.where(has_frame, frame_scores, np.nan).astype(np.float32)
+        frame_ids[catalogue] = np.where(has_frame, data.frame_ids[np.maximum(frame_rows, 0)], None)
+        frame_scores[catalogue] = np.where(has_frame, best, np.nan)
+        if is_new.any():
+            assert new is not None
+            orders = new_frame_orders(model, users[row[is_new]].tolist(), item[is_new].tolist(), new)
+            frame_ids[is_new] = [new.frame_ids[int(rows[0])] for rows, _ in orders]
+            frame_scores[is_new] = [float(values[0]) for _, values in orders]
+        columns["key_frame_id"], columns["key_frame_score"] = frame_ids, frame_scores
     schema = export_schema(model.ranks_frames)
     return pa.table({name: pa.array(values, type=schema.field(name).type) for name, values in columns.items()}, schema)
 
@@ -140,9 +177,11 @@ def export_recommendations(
     exclude_seen: bool = True,
     force: bool = False,
     show_progress: bool = True,
+    new: NewItems | None = None,
 ) -> ExportSummary:
     """Write every user's top-``k`` items (with key frames, for models that rank frames) to the
-    Parquet file ``out``; see the module docstring for the columns and the guarantees."""
+    Parquet file ``out``, the ``new`` items (``jifr.items.score.scored_new_items``) merged in; see
+    the module docstring for the columns and the guarantees."""
     if k < 0:
         raise ValueError(f"k must be >= 0, got {k}")
     if not model.ranks_items:
@@ -158,7 +197,7 @@ def export_recommendations(
     with bar, atomic_path(out) as temporary, pq.ParquetWriter(temporary, schema) as writer:
         for start in range(0, data.n_users, step):
             users = np.arange(start, min(start + step, data.n_users))
-            table = recommendations_table(model, data, users, k, exclude_seen)
+            table = recommendations_table(model, data, users, k, exclude_seen, new)
             writer.write_table(table)
             rows += table.num_rows
             bar.update(len(users))

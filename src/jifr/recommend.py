@@ -7,7 +7,9 @@ all the recommended (user, item) pairs are scored in batched ``score_frames`` ca
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,6 +17,7 @@ import torch
 
 from jifr.data.prepared import PreparedData
 from jifr.errors import DataError
+from jifr.items.score import public_new_entries, recommend_with_new_items, scored_new_items
 from jifr.models.base import Recommender
 from jifr.ranking import top_k_items
 
@@ -68,6 +71,7 @@ def recommend_for_users(
     k: int = 10,
     exclude_seen: bool = True,
     frame_table: FrameTable | None = None,
+    describe: Callable[[np.ndarray, np.ndarray], list[Any]] | None = None,
 ) -> list[list[dict[str, Any]]]:
     """Top-``k`` items of each user (indices), best first, as dicts: rank, item_id, score,
     title (when the dataset has titles) and, for models that rank frames, ``frames`` (every frame
@@ -75,6 +79,8 @@ def recommend_for_users(
 
     With ``exclude_seen`` every item the user interacted with, in any split, is left out; fewer
     than ``k`` items come back when fewer remain. ``frame_table`` saves re-reading it per call.
+    ``describe(rows, scores)`` turns an item's frame rows and scores, in the user's order, into
+    its ``frames`` (default: ``describe_frames`` dicts).
     A negative ``k`` or a model that does not rank items is a ValueError (``top_k_items``).
     """
     user_tensor = torch.as_tensor(np.asarray(users, dtype=np.int64))
@@ -84,7 +90,9 @@ def recommend_for_users(
     pair_users, pair_items = user_tensor[:, None].expand_as(items)[kept], items[kept]
     frames = None
     if model.ranks_frames and len(pair_items):
-        table = frame_table if frame_table is not None else data.frame_table()
+        if describe is None:
+            table = frame_table if frame_table is not None else data.frame_table()
+            describe = partial(describe_frames, table)
         frames = iter(ranked_frames(model, data, pair_users, pair_items))
     titles = data.meta.get("item_titles") or []
     results = []
@@ -96,8 +104,8 @@ def recommend_for_users(
             entry: dict[str, Any] = {"rank": rank + 1, "item_id": str(data.item_ids[item]), "score": float(score)}
             if titles:
                 entry["title"] = titles[item]
-            if frames is not None:
-                entry["frames"] = describe_frames(table, *next(frames))
+            if frames is not None and describe is not None:
+                entry["frames"] = describe(*next(frames))
                 entry["key_frame"] = entry["frames"][0]
             entries.append(entry)
         results.append(entries)
@@ -105,21 +113,33 @@ def recommend_for_users(
 
 
 def recommend_for_user(
-    model: Recommender, data: PreparedData, user: str, k: int = 10, exclude_seen: bool = True
+    model: Recommender,
+    data: PreparedData,
+    user: str,
+    k: int = 10,
+    exclude_seen: bool = True,
+    run_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Top-``k`` items of ``user`` (raw id); for visual models each item carries every frame's
     key-frame score, best first, and the chosen key frame is the first.
 
     With ``exclude_seen`` (the default) every item the user is known to have interacted with, in
     the training, validation or test split, is left out. ``k = 0`` gives an empty list; fewer
-    than ``k`` items come back when fewer remain.
+    than ``k`` items come back when fewer remain. With ``run_dir``, the run's new items
+    (``jifr items add``) are ranked with the catalogue, exactly as the service ranks them, and
+    marked ``"new": true``.
     """
     if k < 0:
         raise ValueError(f"k must be >= 0, got {k}")
     if not model.ranks_items:
         raise ValueError(f"{model.model_name} does not rank items; recommend needs a model that does")
-    items = recommend_for_users(model, data, [user_index(data, user)], k, exclude_seen)[0]
-    return {"user_id": user, "model": model.model_name, "items": items}
+    index = user_index(data, user)
+    lists = recommend_for_users(model, data, [index], k, exclude_seen)
+    new = scored_new_items(run_dir, model, data) if run_dir is not None else None
+    if new is None or run_dir is None:
+        return {"user_id": user, "model": model.model_name, "items": lists[0]}
+    merged = recommend_with_new_items(model, [index], lists, k, new)[0]
+    return {"user_id": user, "model": model.model_name, "items": public_new_entries(merged, new, run_dir)}
 
 
 def format_recommendations(recommendations: dict[str, Any]) -> str:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 import torch
 from fastapi.testclient import TestClient
@@ -207,6 +208,38 @@ def test_items_added_by_the_cli_and_the_api_survive_a_restart(run: Path, loaded:
     stored = load_new_items(run, data.frames.features.shape[1], data.frames.features.dtype)
     assert stored.item_ids == ("cli1", "api1") and stored.titles == ("From the CLI", None)
     assert np.array_equal(stored.features[:2], np.load(tmp_path / "features.npy"))
+
+
+def test_recommend_and_export_rank_new_items_as_the_service_does(run: Path, loaded: Loaded, tmp_path: Path) -> None:
+    _, data, _ = loaded
+    for seed, item in enumerate(("cli1", "cli2")):
+        np.save(tmp_path / f"{item}.npy", new_features(data, 3, seed=10 + seed))
+        code, out = invoke("items", "add", run, "--item-id", item, "--features", tmp_path / f"{item}.npy")
+        assert code == 0, out
+    k = data.n_items + 2  # every item a user does not know, the new ones among them
+    with TestClient(create_app(run)) as service:
+        served = {u: service.get(f"/v1/users/{u}/recommendations", params={"k": k}).json()["items"] for u in USERS}
+    code, out = invoke("export", run, "--out", tmp_path / "recs.parquet", "-k", k)
+    assert code == 0, out
+    exported = pq.read_table(tmp_path / "recs.parquet").to_pylist()
+    assert sum(row["new"] for row in exported) == 2 * data.n_users  # nobody knows a new item
+    for user in USERS:
+        expected = served[user]
+        assert [item["item_id"] for item in expected if item["new"]] in (["cli1", "cli2"], ["cli2", "cli1"])
+        code, out = invoke("recommend", run, "--user", user, "-k", k, "--json")
+        assert code == 0, out
+        printed = json.loads(out)["items"]
+        assert [i["item_id"] for i in printed] == [i["item_id"] for i in expected]
+        assert [i.get("new", False) for i in printed] == [i["new"] for i in expected]
+        assert [i["score"] for i in printed] == pytest.approx([i["score"] for i in expected], rel=1e-5, abs=1e-6)
+        assert [i["key_frame"]["frame_id"] for i in printed] == [i["key_frame"]["frame_id"] for i in expected]
+        rows = [row for row in exported if row["user_id"] == user]
+        for column, field in (("item_id", "item_id"), ("rank", "rank"), ("new", "new")):
+            assert [row[column] for row in rows] == [i[field] for i in expected], column
+        assert [row["score"] for row in rows] == pytest.approx([i["score"] for i in expected], rel=1e-5, abs=1e-6)
+        assert [row["key_frame_id"] for row in rows] == [i["key_frame"]["frame_id"] for i in expected]
+        key_scores = [i["key_frame"]["score"] for i in expected]
+        assert [row["key_frame_score"] for row in rows] == pytest.approx(key_scores, rel=1e-5, abs=1e-6)
 
 
 def test_uploaded_images_are_encoded_as_the_runs_frames_and_stored_under_names_jifr_chooses(

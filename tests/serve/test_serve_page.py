@@ -1,8 +1,12 @@
 """The page at / in a real headless Chromium (Playwright driving the system's browser), served by
-uvicorn: the cards show the key frames the API returns, and nothing the page asks for fails."""
+uvicorn: the cards show the key frames the API returns, and nothing the page asks for fails.
+
+The README's screenshot is the one this test takes: with ``JIFR_SCREENSHOT_DIR`` set, the test
+also writes it there (serve-page.png, atomically)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -11,6 +15,8 @@ import httpx
 import pytest
 from live_server import serving_in_thread
 from playwright.sync_api import Page, sync_playwright
+
+from jifr.outputs import atomic_open
 
 USER = "u3"
 LOADED_IMAGES = "s => [...document.querySelectorAll(s)].every(i => i.complete && i.naturalWidth > 0)"
@@ -89,4 +95,9 @@ def test_the_page_shows_a_users_items_with_their_key_frames(served_run: Path, tm
         finally:
             browser.close()
     assert failures == []
-    assert (tmp_path / "serve-page.png").stat().st_size > 0
+    for name in ("serve-page.png", "serve-history.png"):
+        image = (tmp_path / name).read_bytes()
+        assert image.startswith(b"\x89PNG") and len(image) > 10_000, name
+    if os.environ.get("JIFR_SCREENSHOT_DIR"):  # the README's figure
+        with atomic_open(Path(os.environ["JIFR_SCREENSHOT_DIR"]) / "serve-page.png", "wb") as handle:
+            handle.write((tmp_path / "serve-page.png").read_bytes())

@@ -9,14 +9,33 @@ known items never removes one.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from jifr.items.store import NewItems
+from jifr.data.prepared import PreparedData
+from jifr.errors import DataError
+from jifr.items.store import NewItems, load_new_items, store_dir
 from jifr.models.base import Recommender
+
+log = logging.getLogger(__name__)
+
+
+def scored_new_items(run_dir: Path, model: Recommender, data: PreparedData) -> NewItems | None:
+    """The run's new items, to rank with the catalogue (``jifr recommend``, ``jifr export``);
+    None when it has none. A store the model cannot score is a DataError (``jifr items add``
+    never writes one)."""
+    new = load_new_items(run_dir, int(data.frames.features.shape[1]), data.frames.features.dtype)
+    if not len(new):
+        return None
+    if not model.scores_new_items():
+        raise DataError(store_dir(run_dir), f"holds {len(new)} new item(s), but {model.new_item_refusal()}")
+    log.info("ranking %d new item(s) of %s with the catalogue", len(new), store_dir(run_dir))
+    return new
 
 
 def _features(new: NewItems) -> torch.Tensor:
@@ -117,3 +136,27 @@ def _new_entry(new: NewItems, item: int, score: float) -> dict[str, Any]:
     if new.titles[item]:
         entry["title"] = new.titles[item]
     return entry
+
+
+def public_new_entries(entries: list[dict[str, Any]], new: NewItems, run_dir: Path) -> list[dict[str, Any]]:
+    """``recommend_with_new_items``' entries as ``jifr recommend`` prints them: a new item is
+    marked ``"new": true`` and its frames carry their image's path (where it was uploaded) rather
+    than their row in the store."""
+    out = []
+    for entry in entries:
+        if "new_item" not in entry:
+            out.append(entry)
+            continue
+        public = {key: value for key, value in entry.items() if key not in ("new_item", "frames", "key_frame")}
+        public["new"] = True
+        if "frames" in entry:
+            public["frames"] = [_public_frame(frame, new, run_dir) for frame in entry["frames"]]
+            public["key_frame"] = public["frames"][0]
+        out.append(public)
+    return out
+
+
+def _public_frame(frame: dict[str, Any], new: NewItems, run_dir: Path) -> dict[str, Any]:
+    image = new.images[frame["row"]]
+    public = {"frame_id": frame["frame_id"], "score": frame["score"]}
+    return public | ({"path": str(store_dir(run_dir) / image)} if image is not None else {})

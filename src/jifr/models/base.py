@@ -19,6 +19,9 @@ from jifr.models.frames import FrameStore
 if TYPE_CHECKING:
     from jifr.models.feedback import FrameFeedbackHead
 
+FRAME_TERMS = "frame_terms"  # item cache: (n_frames, t) every frame's frame_terms
+FRAME_BIAS = "frame_bias"  # item cache, with frame feedback: (n_frames,) every frame's bias b_k + q . c_k
+
 
 @dataclass
 class ModelInputs:
@@ -95,16 +98,19 @@ class Recommender(nn.Module):
         super().__init__()
         self.model_name = self.name
         self._item_cache: dict[str, Tensor] | None = None
+        self._frame_cache: dict[str, Tensor] | None = None
 
     def train(self, mode: bool = True) -> Recommender:
         """Set the mode; the item cache is dropped on entering training, but kept by ``eval()``
-        on a model already in eval mode (its weights have not changed)."""
-        if mode or self.training:
-            self._item_cache = None
+        on a model already in eval mode (its weights have not changed), which returns at once:
+        the model sets its submodules' modes, and serving calls ``eval()`` on every request."""
+        if not mode and not self.training:
+            return self
+        self._item_cache = self._frame_cache = None
         return super().train(mode)
 
     def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
-        self._item_cache = None  # new weights: item-only quantities are stale
+        self._item_cache = self._frame_cache = None  # new weights: item-only quantities are stale
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     def item_cache(self) -> dict[str, Tensor]:
@@ -116,6 +122,24 @@ class Recommender(nn.Module):
                 return cache
             self._item_cache = cache
         return self._item_cache
+
+    def frame_cache(self) -> dict[str, Tensor]:
+        """Eval mode, for a model whose frame scores are visual: every frame's ``frame_terms``
+        and, with frame feedback, its bias (``FrameCache``), built on first use in one pass over
+        the features, or taken from the item cache where computing it brought them on the way
+        (JIFR's x_i); empty where the terms would take more memory than the features."""
+        if self._frame_cache is None:
+            built = self._item_cache if self._item_cache is not None and FRAME_TERMS in self._item_cache else None
+            if built is not None:
+                self._frame_cache = {name: built[name] for name in (FRAME_TERMS, FRAME_BIAS) if name in built}
+            else:
+                frames = FrameCache(self)
+                with torch.no_grad():
+                    for rows in self.store.frame_blocks():
+                        if not frames.add(rows, self.store.features(rows)):
+                            break
+                self._frame_cache = frames.entries()
+        return self._frame_cache
 
     def compute_item_cache(self) -> dict[str, Tensor]:
         return {}
@@ -151,6 +175,16 @@ class Recommender(nn.Module):
     def personal_frame_scores(self, users: Tensor, features: Tensor, slot: Tensor) -> Tensor:
         """(n,) the model's own score of frame ``slot[r]`` of ``features`` (m, D) for ``users[r]``
         (n,); each distinct frame's features are projected once."""
+        return self.frame_scores_of_terms(users, self.frame_terms(features), slot)
+
+    def frame_terms(self, features: Tensor) -> Tensor:
+        """(m, t) what a personal frame score needs of each frame, from its features (m, D),
+        before any user enters (P c_k for JIFR)."""
+        raise NotImplementedError(f"{self.name} does not score frames from their features")
+
+    def frame_scores_of_terms(self, users: Tensor, terms: Tensor, slot: Tensor) -> Tensor:
+        """(n,) the personal score of frame ``slot[r]`` for ``users[r]`` (n,), from the frames'
+        ``frame_terms`` (m, t)."""
         raise NotImplementedError(f"{self.name} does not score frames from their features")
 
     def frame_feedback_loss(self, users: Tensor, frames: Tensor, labels: Tensor, weights: Tensor) -> Tensor:
@@ -167,8 +201,8 @@ class Recommender(nn.Module):
         """``score_frames`` of a model whose frame score is ``personal_frame_scores`` plus, with
         frame feedback, the frame bias."""
 
-        def personal(features: Tensor, mask: Tensor) -> Tensor:
-            return self.personal_frame_scores(users[mask.nonzero()[:, 0]], features, torch.arange(len(features)))
+        def personal(terms: Tensor, mask: Tensor) -> Tensor:
+            return self.frame_scores_of_terms(users[mask.nonzero()[:, 0]], terms, torch.arange(len(terms)))
 
         return self._padded_frame_scores(items, personal)
 
@@ -176,23 +210,30 @@ class Recommender(nn.Module):
         """(n, F_max) ``visual_frame_scores`` of each of ``items`` (n,) averaged over ``users``
         (U,), -inf padded; each frame's features are read and projected once, not once per user."""
 
-        def mean_personal(features: Tensor, mask: Tensor) -> Tensor:
-            n = len(features)
+        def mean_personal(terms: Tensor, mask: Tensor) -> Tensor:
+            n = len(terms)
             slot = torch.arange(n).repeat_interleave(len(users))
-            return self.personal_frame_scores(users.repeat(n), features, slot).view(n, len(users)).mean(1)
+            return self.frame_scores_of_terms(users.repeat(n), terms, slot).view(n, len(users)).mean(1)
 
         return self._padded_frame_scores(items, mean_personal)
 
     def _padded_frame_scores(self, items: Tensor, personal: Callable[[Tensor, Tensor], Tensor]) -> Tensor:
-        """(n, F_max) ``personal(features, mask)`` of the frames of ``items`` plus, with frame
-        feedback, the frame bias; -inf pads items with fewer frames."""
+        """(n, F_max) ``personal(terms, mask)`` of the frames of ``items`` (their ``frame_terms``)
+        plus, with frame feedback, the frame bias; -inf pads items with fewer frames. In eval
+        mode the terms and biases come from ``frame_cache`` where it holds them."""
         rows, mask = self.store.padded_frames(items)
         frame_rows = rows[mask]
-        features = self.store.features(frame_rows)
-        scores = personal(features, mask)
+        cache = {} if self.training else self.frame_cache()
         head = self.feedback_head()
-        if head is not None:
-            scores = scores + head.bias(frame_rows, features)
+        if FRAME_TERMS in cache:
+            scores = personal(cache[FRAME_TERMS][frame_rows], mask)
+            if head is not None:
+                scores = scores + cache[FRAME_BIAS][frame_rows]
+        else:
+            features = self.store.features(frame_rows)
+            scores = personal(self.frame_terms(features), mask)
+            if head is not None:
+                scores = scores + head.bias(frame_rows, features)
         out = torch.full(mask.shape, float("-inf"))
         out[mask] = scores
         return out
@@ -229,6 +270,40 @@ class Recommender(nn.Module):
         if head is not None:
             scores = scores + F.embedding(slot, head.visual(features)).squeeze(-1)
         return scores
+
+
+class FrameCache:
+    """Collects every frame's ``frame_terms`` and, with frame feedback, its frame bias, block by
+    block of frames in order, for a model's item cache: ``entries()`` is empty where the terms
+    take more memory than the features they stand for (they are then computed from the features
+    each time)."""
+
+    def __init__(self, model: Recommender) -> None:
+        self.model, self.head = model, model.feedback_head()
+        self.feature_bytes = model.store.dim * model.store.frames.features.dtype.itemsize
+        self.terms: list[Tensor] = []
+        self.biases: list[Tensor] = []
+        self.too_large = False
+
+    def add(self, rows: Tensor, features: Tensor, terms: Tensor | None = None) -> bool:
+        """Add frames ``rows`` (the next block) with their features and, when already computed,
+        their terms; False once the terms have proved too large to keep."""
+        if self.too_large:
+            return False
+        terms = self.model.frame_terms(features) if terms is None else terms
+        if terms.shape[1] * terms.element_size() > self.feature_bytes:
+            self.too_large = True
+            return False
+        self.terms.append(terms)
+        if self.head is not None:
+            self.biases.append(self.head.bias(rows, features))
+        return True
+
+    def entries(self) -> dict[str, Tensor]:
+        if self.too_large or not self.terms:
+            return {}
+        entries = {FRAME_TERMS: torch.cat(self.terms)}
+        return entries | ({FRAME_BIAS: torch.cat(self.biases)} if self.head is not None else {})
 
 
 def mean_over_training_items(inputs: ModelInputs, item_values: Tensor) -> Tensor:

@@ -113,11 +113,15 @@ class CDL(Recommender):
         """(B, F_max) s_ak = f_U(h_a) . f_I(c_k) of every frame of each item, -inf padded."""
         return self.visual_frame_scores(users, items)
 
-    def personal_frame_scores(self, users: Tensor, features: Tensor, slot: Tensor) -> Tensor:
-        """f_U(h_a) . f_I(c_k); f_U runs once per distinct user, f_I once per distinct frame."""
+    def frame_terms(self, features: Tensor) -> Tensor:
+        """f_I(c_k) of each frame, (m, d)."""
+        return self.image_network(features)
+
+    def frame_scores_of_terms(self, users: Tensor, terms: Tensor, slot: Tensor) -> Tensor:
+        """f_U(h_a) . f_I(c_k); f_U runs once per distinct user."""
         distinct, inverse = torch.unique(users, return_inverse=True)
         user = F.embedding(inverse, self.user_embeddings(distinct))
-        return (user * F.embedding(slot, self.image_network(features))).sum(-1)
+        return (user * F.embedding(slot, terms)).sum(-1)
 
     new_item_score = "its usual score, r_ai = f_U(h_a) . mean_k f_I(c_k): CDL has no free item parameters"
 

@@ -58,6 +58,10 @@ class FrameStore:
             means.append(torch.from_numpy(np.add.reduceat(block, offsets, axis=0)) / self.counts[chunk, None])
         return torch.cat(means) if means else torch.zeros(0, self.dim)
 
+    def frame_blocks(self) -> list[Tensor]:
+        """Consecutive blocks of frame rows covering every frame in order."""
+        return [torch.arange(s, min(s + FRAME_CHUNK, self.n_frames)) for s in range(0, self.n_frames, FRAME_CHUNK)]
+
     def item_chunks(self) -> list[Tensor]:
         n_items = len(self.counts)
         return [torch.arange(s, min(s + ITEM_CHUNK, n_items)) for s in range(0, n_items, ITEM_CHUNK)]

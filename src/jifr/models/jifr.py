@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from jifr.models.base import (
+    FrameCache,
     ModelInputs,
     Recommender,
     ScoreBounds,
@@ -130,17 +131,27 @@ class JIFR(Recommender):
     # ---- item side -------------------------------------------------------------------------
     def item_visual(self, items: Tensor) -> Tensor:
         """(n, d2) visual item vectors x_i of ``items`` (n,), eq. (1) or eq. (5)."""
+        return self._item_visual_and_frames(items)[0]
+
+    def _item_visual_and_frames(self, items: Tensor) -> tuple[Tensor, Tensor | None, Tensor | None]:
+        """x_i of ``items`` (n,) and, with content attention, the features (F, D) of their frames
+        (item after item) and those frames' P c_k (F, d2), which eq. (5) computes on the way."""
         if self.config.content_attention == "avg":
-            return self.projection(self.item_features[items])
+            return self.projection(self.item_features[items]), None, None
         rows, mask = self.store.padded_frames(items)  # each frame the batch needs, once
-        return self.attended_visual(self.item_collab(items), self.store.features(rows[mask]), mask)
+        features = self.store.features(rows[mask])
+        projected = self.projection(features)
+        return self._attended_visual(self.item_collab(items), features, projected, mask), features, projected
 
     def attended_visual(self, item_collab: Tensor, features: Tensor, mask: Tensor) -> Tensor:
         """(n, d2) x_i of eq. (5) from v_i (n, d1) and the features (F, D) of the items' frames,
         which fill the True cells of ``mask`` (n, F_max) row by row."""
-        projected = scatter_rows(self.projection(features), mask)  # P c_j, (n, F_max, d2)
+        return self._attended_visual(item_collab, features, self.projection(features), mask)
+
+    def _attended_visual(self, item_collab: Tensor, features: Tensor, projected: Tensor, mask: Tensor) -> Tensor:
+        """``attended_visual`` given the frames' P c_j (F, d2)."""
         alpha = self.content_weights(item_collab, scatter_rows(self.attention_input(features), mask), mask)
-        return (alpha[..., None] * projected).sum(1)
+        return (alpha[..., None] * scatter_rows(projected, mask)).sum(1)
 
     def content_weights(self, item_collab: Tensor, frame_inputs: Tensor, mask: Tensor) -> Tensor:
         """alpha_ij (n, F_max) of eqs. (6)-(7) from v_i (n, d1) and W0 c_j (n, F_max, d0)."""
@@ -232,12 +243,22 @@ class JIFR(Recommender):
     def compute_item_cache(self) -> dict[str, Tensor]:
         """x_i for every item and, with rating attention, the item half of W2 applied to v_i and
         to x_i (n_items, hidden_dim), its range over the items (hidden_dim, 2), and the largest
-        norm of v_i and of x_i."""
-        visual = torch.cat([self.item_visual(chunk) for chunk in self.store.item_chunks()])
-        cache = {"collab": self.item_collab.weight.detach(), "visual": visual}
+        norm of v_i and of x_i. In eval mode, with content attention, also every frame's P c_k
+        (``FrameCache``), which eq. (5) computes on the way."""
+        frames = FrameCache(self) if self.config.content_attention == "att" and not self.training else None
+        visual = []
+        for chunk in self.store.item_chunks():
+            x, features, projected = self._item_visual_and_frames(chunk)
+            visual.append(x)
+            if frames is not None and features is not None:
+                first, end = int(self.store.indptr[chunk[0]]), int(self.store.indptr[chunk[-1] + 1])
+                frames.add(torch.arange(first, end), features, projected)
+        cache = {"collab": self.item_collab.weight.detach()}
+        cache["visual"] = torch.cat(visual) if visual else torch.zeros(0, self.config.visual_dim)
+        cache |= frames.entries() if frames is not None else {}
         if self.config.rating_attention == "att":
             _, w2_item = self._split_w2()
-            for name, vectors in (("collab", cache["collab"]), ("visual", visual)):
+            for name, vectors in (("collab", cache["collab"]), ("visual", cache["visual"])):
                 parts = vectors @ w2_item.T
                 ends = torch.aminmax(parts, dim=0) if len(parts) else (parts.new_zeros(parts.shape[1]),) * 2
                 cache |= {f"{name}_w2": parts, f"{name}_w2_range": torch.stack(ends, dim=1)}
@@ -362,9 +383,13 @@ class JIFR(Recommender):
         frame feedback; (B, F_max), -inf padded."""
         return self.visual_frame_scores(users, items)
 
-    def personal_frame_scores(self, users: Tensor, features: Tensor, slot: Tensor) -> Tensor:
+    def frame_terms(self, features: Tensor) -> Tensor:
+        """P c_k of each frame (m, d2)."""
+        return self.projection(features)
+
+    def frame_scores_of_terms(self, users: Tensor, terms: Tensor, slot: Tensor) -> Tensor:
         """w_a . (P c_k), eq. (4)."""
-        return (self.user_visual(users) * F.embedding(slot, self.projection(features))).sum(-1)
+        return (self.user_visual(users) * F.embedding(slot, terms)).sum(-1)
 
     # ---- new items -----------------------------------------------------------------------------
     new_item_score = (

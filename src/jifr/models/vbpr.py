@@ -114,9 +114,12 @@ class VBPR(Recommender):
     def score_frames(self, users: Tensor, items: Tensor) -> Tensor:
         return self.visual_frame_scores(users, items)
 
-    def personal_frame_scores(self, users: Tensor, features: Tensor, slot: Tensor) -> Tensor:
+    def frame_terms(self, features: Tensor) -> Tensor:
+        """[E c_k, beta' . c_k] of each frame, (m, d + 1)."""
+        return torch.cat([self.projection(features), self.visual_bias(features)], dim=1)
+
+    def frame_scores_of_terms(self, users: Tensor, terms: Tensor, slot: Tensor) -> Tensor:
         """theta_u . (E c_k) + beta' . c_k."""
-        terms = torch.cat([self.projection(features), self.visual_bias(features)], dim=1)  # (m, d + 1)
         gathered = F.embedding(slot, terms)
         return (self.user_visual(users) * gathered[:, :-1]).sum(-1) + gathered[:, -1]
 

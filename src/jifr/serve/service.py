@@ -86,6 +86,8 @@ class Service:
     new_items: NewItems  # items added after training; replaced whole (a snapshot) by add_item
     encoder: RunEncoder  # encodes a new item's images as the run's frames were
     new_mean_user: dict[str, list[schemas.ScoredFrame]] = field(default_factory=dict)  # by new item id
+    mean_user_orders: dict[int, list[schemas.ScoredFrame]] = field(default_factory=dict)  # by catalogue item
+    frame_fields: dict[int, dict[str, Any]] = field(default_factory=dict)  # by frame row: Service.frame
     adding: threading.Lock = field(default_factory=threading.Lock)  # one add_item at a time in this process
     # One model call at a time: torch already spreads one call over the cores, and the mean
     # user's table and the model's item cache are filled lazily, by whichever call comes first.
@@ -169,10 +171,14 @@ class Service:
 
     # ---- frames ---------------------------------------------------------------------------
     def frame(self, row: int, score: float | None = None) -> dict[str, Any]:
-        frame_id = str(self.frames["frame_id"][row])
-        title = str(self.frames["title"][row]) if "title" in self.frames and self.frames["title"][row] else None
-        url = f"/v1/frames/{quote(frame_id, safe='')}/image" if self.images[row] is not None else None
-        out: dict[str, Any] = {"frame_id": frame_id, "title": title, "image_url": url}
+        """Catalogue frame ``row`` as the API shows it: id, title and image URL (and ``score``).
+        Each frame's fields are worked out once and kept."""
+        out = self.frame_fields.get(row)
+        if out is None:
+            frame_id = str(self.frames["frame_id"][row])
+            title = str(self.frames["title"][row]) if "title" in self.frames and self.frames["title"][row] else None
+            url = f"/v1/frames/{quote(frame_id, safe='')}/image" if self.images[row] is not None else None
+            out = self.frame_fields[row] = {"frame_id": frame_id, "title": title, "image_url": url}
         return out if score is None else out | {"score": score}
 
     def new_frame(self, new: NewItems, row: int, score: float | None = None) -> dict[str, Any]:
@@ -187,18 +193,27 @@ class Service:
         return [schemas.ScoredFrame(**self.new_frame(new, row, score)) for row, score in pairs]
 
     def scored_frames(self, rows: np.ndarray, scores: np.ndarray) -> list[schemas.ScoredFrame]:
-        return [schemas.ScoredFrame(**self.frame(r, s)) for r, s in zip(rows.tolist(), scores.tolist(), strict=True)]
+        """Catalogue frames ``rows`` with their ``scores``. The fields are jifr's own (``frame``),
+        so the objects are built without validating them again."""
+        return [
+            schemas.ScoredFrame.model_construct(**self.frame(r), score=s)
+            for r, s in zip(rows.tolist(), scores.tolist(), strict=True)
+        ]
 
     def mean_user_frames(self, items: list[int]) -> dict[int, list[schemas.ScoredFrame]]:
-        """The mean user's frame order of each item (empty for models that do not rank frames)."""
+        """The mean user's frame order of each item (empty for models that do not rank frames),
+        computed once per item and kept: it does not depend on the request."""
         if self.mean_user is None or not items:
             return {i: [] for i in items}
-        unique = sorted(set(items))
-        with self.lock:
-            orders = ranked_frames(
-                self.mean_user, self.data, torch.zeros(len(unique), dtype=torch.long), torch.tensor(unique)
-            )
-        return {i: self.scored_frames(*order) for i, order in zip(unique, orders, strict=True)}
+        missing = sorted(set(items) - self.mean_user_orders.keys())
+        if missing:
+            with self.lock:
+                orders = ranked_frames(
+                    self.mean_user, self.data, torch.zeros(len(missing), dtype=torch.long), torch.tensor(missing)
+                )
+            for item, order in zip(missing, orders, strict=True):
+                self.mean_user_orders[item] = self.scored_frames(*order)
+        return {i: self.mean_user_orders[i] for i in items}
 
     def new_mean_user_frames(self, new: NewItems, item: int) -> list[schemas.ScoredFrame]:
         """The mean user's frame order of new item ``item`` of ``new`` (kept: a new item never changes)."""
@@ -228,7 +243,9 @@ class Service:
         known = list(dict.fromkeys(u for u in user_ids if u in self.users))
         indices, new = [self.users[u] for u in known], self.new_items
         with self.lock:
-            lists = recommend_for_users(self.model, self.data, indices, k, exclude_seen, self.frames)
+            lists = recommend_for_users(
+                self.model, self.data, indices, k, exclude_seen, self.frames, describe=self.scored_frames
+            )
             lists = recommend_with_new_items(self.model, indices, lists, k, new)
         popular = self.popularity[:k].tolist() if unknown else []
         catalogue = [self.items[e["item_id"]] for entries in lists for e in entries if "new_item" not in e]
@@ -265,10 +282,7 @@ class Service:
                 new=True,
             )
         item = self.items[entry["item_id"]]
-        frames = [
-            schemas.ScoredFrame(**self.frame(self.frame_rows[f["frame_id"]], f["score"]))
-            for f in entry.get("frames", [])
-        ]
+        frames = entry.get("frames", [])  # scored_frames
         return schemas.RecommendedItem(
             rank=entry["rank"],
             item_id=entry["item_id"],
