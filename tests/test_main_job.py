@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 
 from jifr.datasets.mirror import MirrorNotFoundError
 from jifr.main_job import MainJobConfig, format_main_job, run_main_job
+from jifr.serve.app import create_app
 from jifr.train import TrainConfig
 
 QUICK = TrainConfig(epochs=2, batch_size=1024)
@@ -35,6 +37,15 @@ def test_without_a_mirror_it_falls_back_to_synthetic_data_and_says_so(
         assert name in outcome["results"], name
     assert "RND (analytic expectation)" in text and "key frame:" in text
     assert (tmp_path / "main" / "results" / "seed-0" / "jifr.json").exists()
+    run = tmp_path / "main" / "run-seed-0"
+    assert f"jifr serve {run}" in text
+    with TestClient(create_app(run)) as client:  # the main job's run serves the API and the page
+        info = client.get("/v1/info").json()
+        assert info["model"] == "jifr" and info["data"]["fingerprint"] == outcome["data"].fingerprint
+        user = str(outcome["data"].user_ids[0])
+        items = client.get(f"/v1/users/{user}/recommendations", params={"k": 3}).json()["items"]
+        assert [i["item_id"] for i in items] == [i["item_id"] for i in outcome["recommendations"][0]["items"]]
+        assert client.get("/").status_code == 200
 
 
 def test_the_seed_changes_the_split(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

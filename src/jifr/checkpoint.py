@@ -64,7 +64,7 @@ def save_checkpoint(
         "format": CHECKPOINT_FORMAT,
         "model": model.model_name,
         "model_config": dataclasses.asdict(model.config),
-        "train_config": dataclasses.asdict(train_config) if train_config else None,
+        "train_config": train_config.record() if train_config else None,
         "seed": seed,
         "data": data_record,
         "weights": {"sha256": checksum, "shapes": {k: list(v.shape) for k, v in weights.items()}},

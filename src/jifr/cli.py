@@ -59,6 +59,14 @@ def reports_errors(command: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+Optimizer = Annotated[
+    str,
+    typer.Option(
+        help="adam: mini-batch Adam, every model. sgd: bpr only, one SGD step per (user, positive, negative) "
+        "in a loop compiled with numba (pip install 'jifr[sgd]'), in one process; --batch-size does not apply.",
+    ),
+]
+LearningRate = Annotated[float, typer.Option(help="Learning rate: Adam's, or with --optimizer sgd the step size.")]
 FeedbackShare = Annotated[
     float,
     typer.Option(
@@ -154,9 +162,12 @@ def train(
         typer.Option("--set", help="Model setting KEY=VALUE, repeatable (e.g. --set l2_projection=0.01)."),
     ] = None,
     epochs: Annotated[int, typer.Option(help="Maximum epochs.")] = 40,
-    batch_size: Annotated[int, typer.Option(help="Positives per step (each with --negatives negatives).")] = 1024,
+    batch_size: Annotated[
+        int, typer.Option(help="Positives per Adam step (each with --negatives negatives); unused by sgd.")
+    ] = 1024,
     negatives: Annotated[int, typer.Option(help="Negatives per positive, resampled every epoch.")] = 10,
-    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 5e-3,
+    lr: LearningRate = 5e-3,
+    optimizer: Optimizer = "adam",
     patience: Annotated[int, typer.Option(help="Validations without improvement before stopping.")] = 5,
     seed: Annotated[int, typer.Option(help="Seed of initialisation, ordering and negatives.")] = 0,
     progress: Annotated[
@@ -177,7 +188,8 @@ def train(
         ),
     ] = 1,
 ) -> None:
-    """Train a model with mini-batch Adam on the BPR objective; keeps the best validation epoch.
+    """Train a model with mini-batch Adam (or, for bpr, --optimizer sgd) on the BPR objective;
+    keeps the best validation epoch.
 
     The training state is saved in OUT/training-state/ after every epoch; after an interruption,
     the same command with --resume continues from the last completed epoch and ends with the
@@ -192,12 +204,13 @@ def train(
     from jifr.data.prepared import load_prepared
     from jifr.models import ModelInputs, build_model, model_config
     from jifr.outputs import check_output_directory, open_output_directory
-    from jifr.train import TrainConfig, fit, run_identity
+    from jifr.train import TrainConfig, check_optimizer, fit, run_identity
     from jifr.training_state import STATE_DIR_NAME, remove_training_state
 
     if resume and force:
         raise ValueError("--resume continues the run in --out and --force replaces it: choose one")
-    config = TrainConfig(epochs, batch_size, negatives, lr, seed, patience=patience)
+    config = TrainConfig(epochs, batch_size, negatives, lr, seed, patience=patience, optimizer=optimizer)
+    check_optimizer(model, config, max(nproc, distributed.launched_size()))
     if nproc > 1:  # checked here, before any process starts; then torchrun runs this command without --nproc
         if distributed.launched_size() > 1:
             raise ValueError("--nproc starts torchrun itself; under torchrun, leave it out")
@@ -379,8 +392,9 @@ def compare(
         typer.Option(help="best-settings.json of `jifr tune`: each model's tuned settings (--set values win)."),
     ] = None,
     epochs: Annotated[int, typer.Option(help="Maximum epochs.")] = 40,
-    batch_size: Annotated[int, typer.Option(help="Positives per step.")] = 1024,
-    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 5e-3,
+    batch_size: Annotated[int, typer.Option(help="Positives per Adam step.")] = 1024,
+    lr: LearningRate = 5e-3,
+    optimizer: Optimizer = "adam",
     patience: Annotated[int, typer.Option(help="Validations without improvement before stopping.")] = 5,
     repeats: Annotated[int, typer.Option(help="Repeats of the sampled item protocol.")] = 10,
     references: Annotated[
@@ -402,13 +416,17 @@ def compare(
 
         names = [m.strip() for m in models.split(",")]
         tuned = read_best_settings(
-            settings_from, names, TrainConfig(epochs=epochs, batch_size=batch_size, patience=patience)
+            settings_from,
+            names,
+            TrainConfig(epochs=epochs, batch_size=batch_size, patience=patience, optimizer=optimizer),
         )
         settings = merge_settings(tuned, settings)
     config = CompareConfig(
         models=tuple(m.strip() for m in models.split(",") if m.strip()),
         seeds=tuple(int(s) for s in seeds.split(",") if s.strip()),
-        train=TrainConfig(epochs=epochs, batch_size=batch_size, learning_rate=lr, patience=patience),
+        train=TrainConfig(
+            epochs=epochs, batch_size=batch_size, learning_rate=lr, patience=patience, optimizer=optimizer
+        ),
         settings=settings,
         prepare=PrepareConfig(frame_feedback_share=feedback_share),
         repeats=repeats,
@@ -432,8 +450,9 @@ def tune(
     seeds: Annotated[str, typer.Option(help="Comma-separated seeds; a trial scores its mean over them.")] = "0,1",
     search_seed: Annotated[int, typer.Option(help="Seed of the random search.")] = 0,
     epochs: Annotated[int, typer.Option(help="Maximum epochs.")] = 40,
-    batch_size: Annotated[int, typer.Option(help="Positives per step.")] = 1024,
+    batch_size: Annotated[int, typer.Option(help="Positives per Adam step.")] = 1024,
     patience: Annotated[int, typer.Option(help="Validations without improvement before stopping.")] = 5,
+    optimizer: Optimizer = "adam",
     feedback_share: FeedbackShare = 1.0,
     progress: Annotated[bool, typer.Option(help="Progress bars on a terminal (log lines otherwise).")] = True,
     force: Annotated[
@@ -453,7 +472,7 @@ def tune(
         trials=trials,
         seeds=tuple(int(s) for s in seeds.split(",") if s.strip()),
         search_seed=search_seed,
-        train=TrainConfig(epochs=epochs, batch_size=batch_size, patience=patience),
+        train=TrainConfig(epochs=epochs, batch_size=batch_size, patience=patience, optimizer=optimizer),
         prepare=PrepareConfig(frame_feedback_share=feedback_share),
     )
     summary = run_tune(source, out, config, force=force, show_progress=progress, report=typer.echo)

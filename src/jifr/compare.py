@@ -32,7 +32,7 @@ from jifr.models.diagnostic import MeanUserFrames
 from jifr.models.reference import FrameLikePopularity
 from jifr.outputs import open_output_directory, write_json_atomic, write_text_atomic
 from jifr.results import provenance, write_results
-from jifr.train import History, TrainConfig, fit
+from jifr.train import History, TrainConfig, check_optimizer, fit
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +108,8 @@ class CompareConfig:
         for name in self.models:
             model_config(name, self.settings_of(name))  # unknown or fixed keys fail now, not after hours
             self.train_for(name, self.seeds[0])  # so do invalid per-model training settings
+            if getattr(MODELS[name].model, "trainable", True):
+                check_optimizer(name, self.train)  # sgd trains bpr only
         applied = {key for name in self.models for key in self.settings_of(name)}
         unused = [
             k
@@ -139,7 +141,7 @@ class CompareConfig:
         return {
             "model": name,
             "model_config": dataclasses.asdict(model_config(name, self.settings_of(name))),
-            "train": dataclasses.asdict(self.train_for(name, seed)),
+            "train": self.train_for(name, seed).record(),
             "prepare": dataclasses.asdict(self.prepare_for(seed)),
             "item_paper": {"repeats": self.repeats, "n_negatives": self.sampled_negatives},
             "part": self.part,
@@ -299,7 +301,7 @@ def summarise(records: Sequence[RunRecord], config: CompareConfig) -> dict[str, 
         "seeds": list(config.seeds),
         "data_fingerprints": fingerprints,  # per seed (each seed has its own split)
         "config": {
-            "train": dataclasses.asdict(config.train),
+            "train": config.train.record(),
             "prepare": dataclasses.asdict(config.prepare),
             "settings": config.settings,
             "model_configs": {m: dataclasses.asdict(model_config(m, config.settings_of(m))) for m in config.models},

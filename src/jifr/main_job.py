@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from jifr.checkpoint import save_checkpoint
 from jifr.data.prepare import PrepareConfig, prepare_dataset
 from jifr.data.prepared import PreparedData
 from jifr.data.splits import SplitConfig
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 FRAME_POP = "frame_pop"
 MEAN_USER = "jifr@mean_user"
 MODELS = ("pop", "rnd", "content_cosine_centered", "bpr", "vbpr", "jifr_na", "jifr")
+SERVED = "jifr"  # the model whose run the main job writes (work_dir/run-seed-N)
 
 
 @dataclass
@@ -83,13 +85,17 @@ def run_main_job(config: MainJobConfig) -> dict[str, Any]:
     results: dict[str, list[ProtocolResult]] = {}
     timings: dict[str, float] = {}
     models = {}
+    run_dir = config.work_dir / f"run-seed-{config.seed}"
     for name in MODELS:
         model = build_model(name, ModelInputs.from_data(data), seed=config.seed)
         history = fit(model, data, config.train, show_progress=config.show_progress)
         timings[name] = history.seconds
+        if name == SERVED:  # a run directory that stands alone, for `jifr serve`, `recommend`, `export`
+            open_output_directory(run_dir, "run", reuse=True)
+            save_checkpoint(run_dir, model, data, config.train, history, seed=config.seed, copy_data=True)
         results[name] = evaluate_model(model, data, repeats=config.repeats, seed=config.seed)
         context = {"model": name, "dataset": label} | provenance(
-            data.fingerprint, {"train": config.train.__dict__}, config.seed
+            data.fingerprint, {"train": config.train.record()}, config.seed
         )
         write_results(config.work_dir / "results" / f"seed-{config.seed}" / name, results[name], context)
         models[name] = model
@@ -100,7 +106,14 @@ def run_main_job(config: MainJobConfig) -> dict[str, Any]:
         timings[MEAN_USER] = timings[FRAME_POP] = 0.0
     users = data.user_ids[: config.n_users_shown].tolist()
     shown = [recommend_for_user(models["jifr"], data, u, k=3) for u in users]
-    return {"dataset": label, "data": data, "results": results, "timings": timings, "recommendations": shown}
+    return {
+        "dataset": label,
+        "data": data,
+        "results": results,
+        "timings": timings,
+        "recommendations": shown,
+        "run_dir": run_dir,
+    }
 
 
 def format_main_job(outcome: dict[str, Any]) -> str:
@@ -155,4 +168,5 @@ def format_main_job(outcome: dict[str, Any]) -> str:
             key = item.get("key_frame", {})
             lines.append(f"  {item['rank']}. {item.get('title', item['item_id'])}")
             lines.append(f"     key frame: {key.get('title', key.get('frame_id', '-'))}  {key.get('path', '')}")
+    lines.append(f"\nJIFR's run: {outcome['run_dir']} (serve it: jifr serve {outcome['run_dir']})")
     return "\n".join(lines)

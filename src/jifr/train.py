@@ -1,12 +1,16 @@
 """Training: mini-batch Adam on the BPR objective with fresh negatives every epoch and early
 stopping on validation NDCG (full ranking), keeping the best weights.
 
+BPR can instead train with per-sample SGD compiled with numba (``optimizer="sgd"``,
+``jifr.sgd``): the same epochs, orders and negatives, one SGD step per (user, positive,
+negative) triplet instead of one Adam step per batch, in one process.
+
 A model built with frame feedback (jifr.models.feedback) also takes a slice of the training
 frame feedback at every step, in a fresh random order every epoch, so one epoch passes over the
 interactions and the feedback once each; without frame feedback nothing of this runs and the
 random streams are those of plain BPR training.
 
-With a state directory, everything the next epoch depends on (weights, Adam state, the
+With a state directory, everything the next epoch depends on (weights, Adam state if any, the
 sampler's and torch's RNG states, early-stopping state, history) is saved after every epoch, so
 an interrupted run resumes at its last completed epoch and ends with the same weights as an
 uninterrupted one (``jifr.training_state``).
@@ -29,7 +33,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -42,10 +46,12 @@ from jifr.distributed import Ranks
 from jifr.errors import TrainingDivergedError
 from jifr.evaluate import evaluate_full, full_ranking_sums
 from jifr.models.base import Recommender, bpr_loss
+from jifr.models.bpr import BPR
 from jifr.progress import ProgressLog, progress_bar
 from jifr.training_state import TrainingState, load_training_state, remove_training_state, save_training_state
 
 log = logging.getLogger(__name__)
+OPTIMIZERS = ("adam", "sgd")
 EpochCallback = Callable[[dict[str, Any]], None]
 Feedback = tuple[Tensor, Tensor, Tensor, Tensor]  # (users, frames, labels, weights) of logged rows
 Batch = tuple[np.ndarray, np.ndarray, np.ndarray, Feedback | None]  # users, positives, (B, n_neg) negatives
@@ -54,13 +60,16 @@ Batch = tuple[np.ndarray, np.ndarray, np.ndarray, Feedback | None]  # users, pos
 @dataclass(frozen=True)
 class TrainConfig:
     epochs: int = 40
-    batch_size: int = 1024  # positives per step; each brings n_negatives (u, i, j) triplets
+    batch_size: int = 1024  # positives per Adam step; each brings n_negatives (u, i, j) triplets; unused by sgd
     n_negatives: int = 10  # per positive, resampled every epoch (paper, section 3.1)
-    learning_rate: float = 5e-3
+    learning_rate: float = 5e-3  # Adam's, or sgd's step size per triplet
     seed: int = 0
     eval_every: int = 1  # epochs between validation runs
     patience: int = 5  # validation runs without improvement before stopping
     metric: str = "NDCG@10"  # full-ranking validation metric used for early stopping
+    # "adam": mini-batch Adam, every model. "sgd": BPR only, one compiled SGD step per triplet
+    # (jifr.sgd), weight decay lr * l2 per step with the model's l2 (Rendle's and Cornac's BPR)
+    optimizer: str = "adam"
 
     def __post_init__(self) -> None:
         if min(self.epochs, self.batch_size, self.n_negatives, self.eval_every, self.patience) < 1:
@@ -69,6 +78,17 @@ class TrainConfig:
             raise ValueError("learning_rate must be > 0")
         if not (self.metric.startswith(("HR@", "NDCG@")) and self.metric.split("@")[1].isdigit()):
             raise ValueError(f"metric must look like 'NDCG@10' or 'HR@10', got {self.metric!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+
+    def record(self) -> dict[str, Any]:
+        """The settings as results, checkpoints and training states record them. Adam, the
+        default, is left out: runs recorded before the optimizer could be chosen trained with
+        Adam, and their records still match (a comparison reuses them, a training state resumes)."""
+        values = dataclasses.asdict(self)
+        if values["optimizer"] == "adam":
+            del values["optimizer"]
+        return values
 
 
 @dataclass
@@ -91,7 +111,7 @@ class History:
 class _Loop:
     """What one epoch hands to the next; all of it is saved in the training state."""
 
-    optimizer: torch.optim.Optimizer
+    optimizer: torch.optim.Optimizer | None  # None with the sgd solver, which keeps no state
     rng: np.random.Generator  # orders the positives and samples the negatives
     history: History
     best_state: dict[str, Tensor]
@@ -119,12 +139,14 @@ def fit(
 
     In a torch.distributed process group every rank calls ``fit`` alike (the callbacks run on
     every rank, with the same records); ``batch_size`` must be a multiple of the number of ranks.
+    ``config.optimizer="sgd"`` trains BPR alone, in one process (``check_optimizer``).
     """
     if resume and state_dir is None:
         raise ValueError("resume=True needs the state_dir to resume from")
     if not model.trainable:
         return History()
     ranks = distributed.current()
+    check_optimizer(model.model_name, config, ranks.size)
     _check_ranks(model, data, config, ranks)
     if state_dir is not None and not resume:  # a state left by an earlier run must not be resumed later
         stale_state = state_dir
@@ -138,7 +160,7 @@ def fit(
     started = time.perf_counter()
     loop = _start(model, data, config, state_dir if resume else None, ranks)
     positives = PositiveSet(data.train.csr(data.n_users, data.n_items))
-    steps = _steps(model, loop.optimizer, ranks)
+    steps = None if loop.optimizer is None else _steps(model, loop.optimizer, ranks)
     while not loop.finished:
         loop.epoch += 1
         record: dict[str, Any] = {"epoch": loop.epoch}
@@ -152,6 +174,28 @@ def fit(
     model.eval()
     loop.history.seconds = loop.earlier_seconds + time.perf_counter() - started
     return loop.history
+
+
+def check_optimizer(model_name: str, config: TrainConfig, processes: int = 1) -> None:
+    """ValueError unless ``config.optimizer`` can train model ``model_name`` in ``processes``
+    processes: Adam trains every model; the compiled SGD solver trains BPR, in one process, and
+    needs numba."""
+    if config.optimizer == "adam":
+        return
+    if model_name != "bpr":
+        raise ValueError(f"optimizer 'sgd' trains bpr only, not {model_name}; use optimizer 'adam' (the default)")
+    if processes > 1:
+        raise ValueError(f"optimizer 'sgd' runs in one process, not {processes}: its steps follow each other in order")
+    _sgd_solver()
+
+
+def _sgd_solver() -> Any:
+    """The jifr.sgd module; ValueError naming the extra to install when numba is not there."""
+    try:
+        from jifr import sgd
+    except ImportError as error:
+        raise ValueError(f"optimizer 'sgd' needs numba ({error}): pip install 'jifr[sgd]'") from None
+    return sgd
 
 
 def _check_ranks(model: Recommender, data: PreparedData, config: TrainConfig, ranks: Ranks) -> None:
@@ -187,7 +231,7 @@ def run_identity(model: Recommender, data: PreparedData, config: TrainConfig) ->
     return {
         "model": model.model_name,
         "model_config": dataclasses.asdict(model.config),
-        "train_config": dataclasses.asdict(config),
+        "train_config": config.record(),
         "data_fingerprint": data.fingerprint,
     }
 
@@ -197,7 +241,7 @@ def _start(
 ) -> _Loop:
     """A fresh loop, or the one saved in ``resume_from`` with the model and RNGs restored (read
     by rank 0 and sent to the other ranks)."""
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate) if config.optimizer == "adam" else None
     loop = _Loop(optimizer, np.random.default_rng(config.seed), History(), copy.deepcopy(model.state_dict()))
     if resume_from is None:
         return loop
@@ -208,7 +252,8 @@ def _start(
             log.info("no training state in %s; starting at epoch 1", resume_from)
         return loop
     model.load_state_dict(saved.model)
-    optimizer.load_state_dict(saved.optimizer)
+    if optimizer is not None:
+        optimizer.load_state_dict(saved.optimizer)
     loop.rng.bit_generator.state = saved.numpy_rng
     torch.set_rng_state(saved.torch_rng)
     history = saved.history
@@ -231,7 +276,7 @@ def _snapshot(
         finished=loop.finished,
         model=model.state_dict(),
         best_model=loop.best_state,
-        optimizer=loop.optimizer.state_dict(),
+        optimizer=loop.optimizer.state_dict() if loop.optimizer is not None else {"state": {}, "param_groups": []},
         numpy_rng=dict(loop.rng.bit_generator.state),
         torch_rng=torch.get_rng_state(),
         history=loop.history.as_dict() | {"seconds": loop.earlier_seconds + seconds},
@@ -276,13 +321,16 @@ def _train_epoch(
     positives: PositiveSet,
     loop: _Loop,
     show_progress: bool,
-    steps: _Steps,
+    steps: _Steps | None,
 ) -> float:
-    """One pass over the training positives in a fresh random order; returns the mean loss."""
+    """One pass over the training positives in a fresh random order; returns the mean loss.
+    ``steps`` takes the Adam steps; None runs the epoch with the SGD solver."""
     model.train()
     order = loop.rng.permutation(len(data.train))
     users_all, items_all = data.train.users[order], data.train.items[order]
     negatives_all = sample_negatives(users_all, config.n_negatives, positives, loop.rng)
+    if steps is None:
+        return _sgd_epoch(model, config, (users_all, items_all, negatives_all), loop.epoch)
     starts = range(0, len(order), config.batch_size)
     feedback = _feedback_batches(model, data, len(starts), loop.rng)
     bar = progress_bar(starts, enabled=show_progress, desc=f"epoch {loop.epoch}", leave=False, unit="batch")
@@ -301,6 +349,25 @@ def _train_epoch(
         bar.set_postfix(loss=f"{value:.4f}")
         ticker.update(index)
     return total / len(order)
+
+
+def _sgd_epoch(
+    model: Recommender, config: TrainConfig, samples: tuple[np.ndarray, np.ndarray, np.ndarray], epoch: int
+) -> float:
+    """One SGD step per triplet of ``samples`` (users (n,), positives (n,), negatives (n, n_neg)),
+    in order, in place on BPR's float32 embedding tables; returns the mean BPR loss. The loss of
+    the first triplet whose score is not finite raises TrainingDivergedError before its step
+    (its positive's index counts as the batch). ``fit`` has checked that the model is BPR."""
+    bpr = cast(BPR, model)
+    users, items, negatives = samples
+    user_factors = bpr.user_collab.weight.detach().numpy()  # (n_users, d) float32, sharing the weights' memory
+    item_factors = bpr.item_collab.weight.detach().numpy()  # (n_items, d)
+    total, done = _sgd_solver().bpr_sgd_epoch(
+        user_factors, item_factors, users, items, negatives, config.learning_rate, bpr.config.l2
+    )
+    if done < len(users):
+        raise TrainingDivergedError(epoch, done + 1, len(users), total, config.learning_rate)
+    return float(total / negatives.size)
 
 
 def _feedback_batches(

@@ -141,7 +141,8 @@ def _differences(saved: dict[str, Any], requested: dict[str, Any], prefix: str =
         if isinstance(old, dict) and isinstance(new, dict):
             out += _differences(old, new, f"{prefix}{key}.")
         elif old != new:
-            out.append(f"{prefix}{key} was {old!r}, now {new!r}")
+            shown = [repr(side[key]) if key in side else "unset (its default)" for side in (saved, requested)]
+            out.append(f"{prefix}{key} was {shown[0]}, now {shown[1]}")
     return out
 
 

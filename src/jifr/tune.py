@@ -4,7 +4,7 @@ A comparison against an untuned baseline says little, so ``jifr tune`` gives eac
 number of trials over a search space made from its own settings (``MODELS[name].settings``, by
 name, so a new model gets a space without an edit here):
 
-- ``learning_rate`` (Adam): log-uniform on [1e-3, 3e-2];
+- ``learning_rate`` (Adam's, or the step size of ``--optimizer sgd``): log-uniform on [1e-3, 3e-2];
 - each setting whose name contains ``dim``: one of 16, 32, 64;
 - each setting whose name contains ``l2`` or starts with ``lambda`` (regularisation): exactly 0
   with probability 0.2, else log-uniform on [1e-5, 1]; ``l2_frame_bias`` only when the data
@@ -271,7 +271,7 @@ def _summary(source: str | Path, config: TuneConfig, spaces: Mapping[str, Mappin
         "seeds": list(config.seeds),
         "search_seed": config.search_seed,
         "search_space": space,
-        "train": dataclasses.asdict(config.train),
+        "train": config.train.record(),
         "prepare": dataclasses.asdict(config.prepare),
         "repeats": config.repeats,
         "std": "sample standard deviation over seeds (ddof=1)",

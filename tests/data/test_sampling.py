@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from jifr.data import sampling
 from jifr.data.sampling import PositiveSet, sample_negatives, sample_unrated
 
 
@@ -23,6 +24,20 @@ def test_positive_set_contains() -> None:
     users, items = np.meshgrid(np.arange(30), np.arange(20), indexing="ij")
     np.testing.assert_array_equal(positives.contains(users, items), matrix.toarray() > 0)
     np.testing.assert_array_equal(positives.counts, np.diff(matrix.indptr))
+
+
+def test_bit_table_and_binary_search_agree(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Above BIT_TABLE_PAIRS pairs membership is a binary search: the same answers, so the same
+    negatives from the same generator."""
+    matrix = random_matrix(60, 45, 0.2, seed=8)
+    table = PositiveSet(matrix)
+    monkeypatch.setattr(sampling, "BIT_TABLE_PAIRS", 60 * 45 - 1)
+    search = PositiveSet(matrix)
+    assert table.bits is not None and search.bits is None
+    users, items = np.meshgrid(np.arange(60), np.arange(45), indexing="ij")
+    np.testing.assert_array_equal(table.contains(users, items), search.contains(users, items))
+    draws = [sample_negatives(np.arange(60).repeat(5), 3, p, np.random.default_rng(9)) for p in (table, search)]
+    np.testing.assert_array_equal(*draws)
 
 
 def test_positive_set_without_positives() -> None:

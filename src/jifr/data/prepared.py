@@ -57,6 +57,18 @@ class ItemFrames:
 
     indptr: np.ndarray  # (n_items + 1,) int64
     features: np.ndarray  # (L, D) float16 | float32, usually a read-only memmap
+    _float32: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)
+
+    def float32_in_memory(self) -> np.ndarray:
+        """(L, D) the features as float32 in memory: read and converted once (the same values
+        the memory map gives row by row), then kept with these frames."""
+        if self._float32 is None:
+            in_memory = isinstance(self.features, np.ndarray) and not isinstance(self.features, np.memmap)
+            if in_memory and self.features.dtype == np.float32:
+                self._float32 = self.features
+            else:
+                self._float32 = np.asarray(self.features, dtype=np.float32)
+        return self._float32
 
     @property
     def n_frames(self) -> int:

@@ -79,7 +79,8 @@ class CDL(Recommender):
     def item_embeddings(self, items: Tensor) -> Tensor:
         """(n, d) mean_k f_I(c_k) over the frames of ``items`` (n,); f_I runs once per frame."""
         rows, mask = self.store.padded_frames(items)
-        frames = scatter_rows(self.image_network(self.store.features(rows[mask])), mask)  # (n, F_max, d)
+        read = self.store.training_features if self.training else self.store.features
+        frames = scatter_rows(self.image_network(read(rows[mask])), mask)  # (n, F_max, d)
         return frames.sum(1) / mask.sum(1, keepdim=True)
 
     def triplet_scores(self, users: Tensor, positives: Tensor, negatives: Tensor) -> tuple[Tensor, Tensor, Tensor]:

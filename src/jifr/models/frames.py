@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -10,6 +12,10 @@ from jifr.data.prepared import ItemFrames
 
 ITEM_CHUNK = 2048
 FRAME_CHUNK = 16384
+# A training step reads its frames from a float32 copy of all features kept in memory where the
+# copy takes at most this much (2 GB for the paper-scale set's 127,040 x 4,096 frames); larger
+# feature sets are read from their memory map at every step.
+RESIDENT_LIMIT_BYTES = int(os.environ.get("JIFR_RESIDENT_FEATURES_MB", "4096")) * 2**20
 
 
 class FrameStore:
@@ -23,6 +29,7 @@ class FrameStore:
         self.counts = self.indptr[1:] - self.indptr[:-1]
         self.dim = int(frames.features.shape[1])
         self._in_memory = isinstance(frames.features, np.ndarray) and not isinstance(frames.features, np.memmap)
+        self._scratch = torch.empty(0, self.dim)  # training_features' reused buffer
 
     @property
     def n_frames(self) -> int:
@@ -38,6 +45,20 @@ class FrameStore:
             block[order] = self.frames.features[index[order]]
             return torch.from_numpy(block)
         return torch.from_numpy(np.asarray(self.frames.features[index], dtype=np.float32))
+
+    def training_features(self, rows: Tensor) -> Tensor:
+        """``features(rows)`` for a training step's single read, faster and with the same values:
+        gathered from the float32 copy of every feature kept in memory (``ItemFrames.float32_in_memory``,
+        made by the first call where it fits ``RESIDENT_LIMIT_BYTES``) into a buffer that the
+        next call overwrites. The step's graph, which holds the result, is freed before the next
+        step reads; autograd refuses a backward through a result that a later read overwrote."""
+        if self.n_frames * self.dim * 4 > RESIDENT_LIMIT_BYTES:
+            return self.features(rows)
+        resident = torch.from_numpy(self.frames.float32_in_memory())
+        if len(self._scratch) < len(rows):  # grown with headroom: steps differ in their frame counts
+            self._scratch = torch.empty(len(rows) + len(rows) // 4, self.dim)
+        out = self._scratch[: len(rows)]
+        return torch.index_select(resident, 0, rows, out=out)
 
     def padded_frames(self, items: Tensor) -> tuple[Tensor, Tensor]:
         """(B, F_max) frame rows of ``items`` (B,) and the (B, F_max) mask of real frames."""

@@ -139,7 +139,8 @@ class JIFR(Recommender):
         if self.config.content_attention == "avg":
             return self.projection(self.item_features[items]), None, None
         rows, mask = self.store.padded_frames(items)  # each frame the batch needs, once
-        features = self.store.features(rows[mask])
+        read = self.store.training_features if self.training else self.store.features
+        features = read(rows[mask])
         projected = self.projection(features)
         return self._attended_visual(self.item_collab(items), features, projected, mask), features, projected
 

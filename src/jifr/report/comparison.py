@@ -153,6 +153,8 @@ def compare_command(comparison: Comparison) -> tuple[str, list[str]]:
         words += ["--set", f"{key}={value if isinstance(value, str) else json.dumps(value)}"]
     words += ["--epochs", str(train["epochs"]), "--batch-size", str(train["batch_size"])]
     words += ["--lr", f"{train['learning_rate']:g}", "--patience", str(train["patience"])]
+    if train.get("optimizer", "adam") != "adam":  # comparisons recorded without the key trained with Adam
+        words += ["--optimizer", train["optimizer"]]
     words += ["--repeats", str(item_paper["repeats"]), "--part", comparison.summary["part"]]
     words += ["--frame-feedback-share", f"{prepare['frame_feedback_share']:g}"]
     has_likes = any(meta.get("n_frame_likes", 0) for meta in comparison.prepared.values())
@@ -163,8 +165,8 @@ def compare_command(comparison: Comparison) -> tuple[str, list[str]]:
 
 def _not_settable(train: dict[str, Any], prepare: dict[str, Any], sampled_negatives: int) -> list[str]:
     """Recorded values that differ from what the ``jifr compare`` options give."""
-    options = ("epochs", "batch_size", "learning_rate", "patience", "seed")
-    cli_train = _plain(TrainConfig(**{k: train[k] for k in options}))
+    options = ("epochs", "batch_size", "learning_rate", "patience", "seed", "optimizer")
+    cli_train = _plain(TrainConfig(**{k: train[k] for k in options if k in train}))
     split = SplitConfig(seed=prepare["split"]["seed"])
     cli_prepare = _plain(PrepareConfig(split=split, frame_feedback_share=prepare["frame_feedback_share"]))
     unset = [f"train.{k}={v}" for k, v in train.items() if cli_train.get(k) != v]
