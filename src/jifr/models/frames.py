@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 
 import numpy as np
 import torch
@@ -30,6 +31,7 @@ class FrameStore:
         self.dim = int(frames.features.shape[1])
         self._in_memory = isinstance(frames.features, np.ndarray) and not isinstance(frames.features, np.memmap)
         self._scratch = torch.empty(0, self.dim)  # training_features' reused buffer
+        self._resident: Tensor | None = None  # training_features' source, ItemFrames.float32_in_memory
 
     @property
     def n_frames(self) -> int:
@@ -54,11 +56,14 @@ class FrameStore:
         step reads; autograd refuses a backward through a result that a later read overwrote."""
         if self.n_frames * self.dim * 4 > RESIDENT_LIMIT_BYTES:
             return self.features(rows)
-        resident = torch.from_numpy(self.frames.float32_in_memory())
+        if self._resident is None:
+            with warnings.catch_warnings():  # a read-only array is fine: it is only ever read from
+                warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+                self._resident = torch.from_numpy(self.frames.float32_in_memory())
         if len(self._scratch) < len(rows):  # grown with headroom: steps differ in their frame counts
             self._scratch = torch.empty(len(rows) + len(rows) // 4, self.dim)
         out = self._scratch[: len(rows)]
-        return torch.index_select(resident, 0, rows, out=out)
+        return torch.index_select(self._resident, 0, rows, out=out)
 
     def padded_frames(self, items: Tensor) -> tuple[Tensor, Tensor]:
         """(B, F_max) frame rows of ``items`` (B,) and the (B, F_max) mask of real frames."""
