@@ -16,6 +16,7 @@ import torch
 from typer.testing import CliRunner
 
 import jifr
+import jifr.train
 from jifr.cli import app
 from jifr.compare import CompareConfig
 from jifr.data.prepared import PreparedData
@@ -113,6 +114,23 @@ def test_same_seed_gives_the_same_weights_bit_for_bit(tiny: PreparedData) -> Non
         fit(second, tiny, SGD, show_progress=False)
     )
     assert same_weights(first, second) and not same_weights(first, bpr(tiny))
+
+
+def test_drawing_the_next_epoch_ahead_changes_nothing(tiny: PreparedData, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The next epoch's order and negatives come from a second thread; drawn at each epoch's
+    start instead, the run is the same bit for bit."""
+    ahead = bpr(tiny)
+    history = strip_times(fit(ahead, tiny, SGD, show_progress=False))
+    drawn_in_turn = jifr.train._EpochDraws
+
+    class InTurn(drawn_in_turn):  # type: ignore[misc,valid-type]
+        def __init__(self, *args: Any, ahead: bool) -> None:
+            super().__init__(*args, ahead=False)
+
+    monkeypatch.setattr(jifr.train, "_EpochDraws", InTurn)
+    in_turn = bpr(tiny)
+    assert strip_times(fit(in_turn, tiny, SGD, show_progress=False)) == history
+    assert same_weights(ahead, in_turn) and len(history[0]) > 2
 
 
 def test_a_non_finite_loss_stops_training_with_a_clear_error(tiny: PreparedData) -> None:

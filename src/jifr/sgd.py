@@ -12,6 +12,9 @@ The arithmetic is float32, as the tables are, and LLVM may reassociate and fuse 
 run as SIMD instructions, 2x faster than float64 arithmetic in program order. The flags that
 would assume no NaN or infinity are left out, so a diverged score is still seen.
 
+The loop releases the GIL (``nogil``), so ``jifr.train`` draws the next epoch's order and
+negatives on another thread meanwhile.
+
 numba is an optional dependency (``pip install 'jifr[sgd]'``); ``jifr.train`` imports this
 module only when the solver is chosen.
 """
@@ -24,7 +27,7 @@ import numpy as np
 from numba import njit
 
 
-@njit(cache=True, fastmath={"reassoc", "contract"})
+@njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
 def bpr_sgd_epoch(
     user_factors: np.ndarray,
     item_factors: np.ndarray,

@@ -30,7 +30,8 @@ import dataclasses
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -161,15 +162,17 @@ def fit(
     loop = _start(model, data, config, state_dir if resume else None, ranks)
     positives = PositiveSet(data.train.csr(data.n_users, data.n_items))
     steps = None if loop.optimizer is None else _steps(model, loop.optimizer, ranks)
-    while not loop.finished:
-        loop.epoch += 1
-        record: dict[str, Any] = {"epoch": loop.epoch}
-        record["loss"] = _train_epoch(model, data, config, positives, loop, show_progress and ranks.is_main, steps)
-        _validate(model, data, config, loop, record, ranks)
-        record["seconds"] = round(loop.earlier_seconds + time.perf_counter() - started, 3)
-        _end_epoch(config, loop, record, callbacks, ranks.is_main)
-        if state_dir is not None:  # after the callbacks: an epoch is complete once they have run
-            _save_state(state_dir, _snapshot(model, data, config, loop, time.perf_counter() - started), ranks)
+    with _EpochDraws(data, config.n_negatives, positives, ahead=steps is None) as draws:
+        while not loop.finished:
+            loop.epoch += 1
+            record: dict[str, Any] = {"epoch": loop.epoch}
+            shown = show_progress and ranks.is_main
+            record["loss"] = _train_epoch(model, data, config, loop, draws, shown, steps)
+            _validate(model, data, config, loop, record, ranks)
+            record["seconds"] = round(loop.earlier_seconds + time.perf_counter() - started, 3)
+            _end_epoch(config, loop, record, callbacks, ranks.is_main)
+            if state_dir is not None:  # after the callbacks: an epoch is complete once they have run
+                _save_state(state_dir, _snapshot(model, data, config, loop, time.perf_counter() - started), ranks)
     model.load_state_dict(loop.best_state)
     model.eval()
     loop.history.seconds = loop.earlier_seconds + time.perf_counter() - started
@@ -314,24 +317,70 @@ def _validation_metric(model: Recommender, data: PreparedData, metric: str, rank
     return total / max(count, 1.0)
 
 
+Samples = tuple[np.ndarray, np.ndarray, np.ndarray]  # an epoch's users, positives, (n, n_neg) negatives
+
+
+class _EpochDraws:
+    """Each epoch's order of the training positives and its negatives, drawn from the loop's
+    generator at the epoch's start. With ``ahead`` (the SGD solver, whose compiled loop releases
+    the GIL), the next epoch's are drawn on a second thread while this one trains and validates,
+    from a copy of the generator: the draws do not depend on the weights, so they are the ones
+    the next epoch would draw itself, and the loop's generator moves past them only when that
+    epoch takes them (a training state saved in between resumes with the same draws)."""
+
+    def __init__(self, data: PreparedData, n_negatives: int, positives: PositiveSet, ahead: bool) -> None:
+        self.data, self.n_negatives, self.positives = data, n_negatives, positives
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jifr-draws") if ahead else None
+        self.next: tuple[Mapping[str, Any], Future[tuple[Samples, Mapping[str, Any]]]] | None = None
+
+    def __enter__(self) -> _EpochDraws:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def take(self, rng: np.random.Generator, last: bool = False) -> Samples:
+        """This epoch's draws (the generator moves past them) and, unless it is the ``last``
+        epoch, the next epoch's started."""
+        start = rng.bit_generator.state
+        if self.next is not None and self.next[0] == start:
+            samples, end = self.next[1].result()
+            rng.bit_generator.state = end
+        else:
+            samples = self.draw(rng)
+        self.next = None
+        if self.pool is not None and not last:
+            ahead = np.random.Generator(type(rng.bit_generator)())
+            ahead.bit_generator.state = rng.bit_generator.state
+            self.next = (
+                rng.bit_generator.state,
+                self.pool.submit(lambda: (self.draw(ahead), ahead.bit_generator.state)),
+            )
+        return samples
+
+    def draw(self, rng: np.random.Generator) -> Samples:
+        order = rng.permutation(len(self.data.train))
+        users, items = self.data.train.users[order], self.data.train.items[order]
+        return users, items, sample_negatives(users, self.n_negatives, self.positives, rng)
+
+
 def _train_epoch(
     model: Recommender,
     data: PreparedData,
     config: TrainConfig,
-    positives: PositiveSet,
     loop: _Loop,
+    draws: _EpochDraws,
     show_progress: bool,
     steps: _Steps | None,
 ) -> float:
     """One pass over the training positives in a fresh random order; returns the mean loss.
     ``steps`` takes the Adam steps; None runs the epoch with the SGD solver."""
     model.train()
-    order = loop.rng.permutation(len(data.train))
-    users_all, items_all = data.train.users[order], data.train.items[order]
-    negatives_all = sample_negatives(users_all, config.n_negatives, positives, loop.rng)
+    users_all, items_all, negatives_all = draws.take(loop.rng, last=loop.epoch >= config.epochs)
     if steps is None:
         return _sgd_epoch(model, config, (users_all, items_all, negatives_all), loop.epoch)
-    starts = range(0, len(order), config.batch_size)
+    starts = range(0, len(users_all), config.batch_size)
     feedback = _feedback_batches(model, data, len(starts), loop.rng)
     bar = progress_bar(starts, enabled=show_progress, desc=f"epoch {loop.epoch}", leave=False, unit="batch")
     ticker = ProgressLog(log, f"epoch {loop.epoch}", len(starts), "batches", bar, enabled=show_progress)
@@ -348,12 +397,10 @@ def _train_epoch(
         total += value * len(users_all[batch])
         bar.set_postfix(loss=f"{value:.4f}")
         ticker.update(index)
-    return total / len(order)
+    return total / len(users_all)
 
 
-def _sgd_epoch(
-    model: Recommender, config: TrainConfig, samples: tuple[np.ndarray, np.ndarray, np.ndarray], epoch: int
-) -> float:
+def _sgd_epoch(model: Recommender, config: TrainConfig, samples: Samples, epoch: int) -> float:
     """One SGD step per triplet of ``samples`` (users (n,), positives (n,), negatives (n, n_neg)),
     in order, in place on BPR's float32 embedding tables; returns the mean BPR loss. The loss of
     the first triplet whose score is not finite raises TrainingDivergedError before its step
