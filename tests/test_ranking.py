@@ -11,7 +11,6 @@ import torch
 from jifr import ranking
 from jifr.data.prepared import Interactions, ItemFrames
 from jifr.models import MODELS, ModelInputs, Recommender, build_model
-from jifr.models import jifr as jifr_model
 from jifr.models.base import ScoreBounds
 from jifr.ranking import top_k_items
 
@@ -203,17 +202,40 @@ def test_jifr_bounds_are_tight_when_beta_varies_little(item_half: float) -> None
     assert width < (1e-4 if item_half == 0 else 1e-2) * scores.abs().max().item()
 
 
-def test_both_layouts_of_the_rating_attention_give_the_same_bits(monkeypatch: pytest.MonkeyPatch) -> None:
-    """JIFR's score_all takes every hidden unit at once for a few pairs and one unit at a time for
-    many; exact scores of candidates rely on both giving the same bits."""
-    model = ranking_model("jifr")
+def test_the_exact_scores_of_chosen_pairs_have_score_alls_bits() -> None:
+    """JIFR's score_all runs the compiled rating attention over whole rows of items and the
+    bounds' exact scores over chosen pairs; ranking relies on both giving the same bits, for
+    every pair and in any order."""
+    model = ranking_model("jifr").eval()
     users = torch.arange(N_USERS)
     with torch.no_grad():
-        monkeypatch.setattr(jifr_model, "FEW_PAIRS", 0)
-        one_at_a_time = model.score_all(users)
-        monkeypatch.setattr(jifr_model, "FEW_PAIRS", 2**30)
-        all_at_once = model.score_all(users)
-    assert torch.equal(one_at_a_time, all_at_once)
+        scores, bounds = model.score_all(users), model.score_bounds(users)
+    assert bounds is not None
+    rows, items = torch.meshgrid(torch.arange(N_USERS), torch.arange(N_ITEMS), indexing="ij")
+    shuffled = torch.randperm(rows.numel(), generator=torch.Generator().manual_seed(0))
+    chosen_rows, chosen_items = rows.flatten()[shuffled], items.flatten()[shuffled]
+    assert torch.equal(bounds.exact(chosen_rows, chosen_items), scores[chosen_rows, chosen_items])
+
+
+def test_the_compiled_rating_attention_follows_eqs_8_to_10() -> None:
+    """Against eqs. (8)-(10) written out in float64 from the weights."""
+    model = ranking_model("jifr").eval()
+    users = torch.arange(N_USERS)
+    with torch.no_grad():
+        got = model.score_all(users).double()
+        cache = model.item_cache()
+        u, w = model.user_collab(users).double(), model.user_visual(users).double()
+        v, x = cache["collab"].double(), cache["visual"].double()
+        hidden, w2 = model.rating_hidden, model.rating_out.weight[0].double()
+        d1 = model.config.collab_dim
+
+        def logit(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:  # w2 . relu(W2 [a, b] + bias), every pair
+            user = a @ hidden.weight[:, :d1].double().T + hidden.bias.double()
+            return torch.relu(user[:, None, :] + (b @ hidden.weight[:, d1:].double().T)[None]) @ w2
+
+        beta_visual = torch.sigmoid(logit(w, x) - logit(u, v))
+        expected = (1 - beta_visual) * (u @ v.T) + beta_visual * (w @ x.T)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
 
 
 def test_models_without_costly_scores_give_no_bounds() -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -183,14 +182,6 @@ def test_other_models_optimizers_and_process_counts_are_refused(tiny: PreparedDa
     with pytest.raises(ValueError, match="trains bpr only, not jifr"):
         CompareConfig(models=("bpr", "jifr"), train=SGD)
     CompareConfig(models=("bpr", "pop"), train=SGD)  # untrained models take no optimizer
-
-
-def test_without_numba_the_error_names_the_extra(tiny: PreparedData, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "numba", None)  # as if not installed
-    monkeypatch.delitem(sys.modules, "jifr.sgd")
-    monkeypatch.delattr(jifr, "sgd")
-    with pytest.raises(ValueError, match=r"optimizer 'sgd' needs numba .*pip install 'jifr\[sgd\]'"):
-        fit(bpr(tiny), tiny, SGD, show_progress=False)
 
 
 def test_the_cli_trains_with_sgd_and_reports_what_it_refuses(tiny: PreparedData, tmp_path: Path) -> None:

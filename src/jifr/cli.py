@@ -63,7 +63,7 @@ Optimizer = Annotated[
     str,
     typer.Option(
         help="adam: mini-batch Adam, every model. sgd: bpr only, one SGD step per (user, positive, negative) "
-        "in a loop compiled with numba (pip install 'jifr[sgd]'), in one process; --batch-size does not apply.",
+        "in a loop compiled with numba, in one process; --batch-size does not apply.",
     ),
 ]
 LearningRate = Annotated[float, typer.Option(help="Learning rate: Adam's, or with --optimizer sgd the step size.")]

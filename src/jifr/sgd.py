@@ -15,8 +15,7 @@ would assume no NaN or infinity are left out, so a diverged score is still seen.
 The loop releases the GIL (``nogil``), so ``jifr.train`` draws the next epoch's order and
 negatives on another thread meanwhile.
 
-numba is an optional dependency (``pip install 'jifr[sgd]'``); ``jifr.train`` imports this
-module only when the solver is chosen.
+``jifr.train`` imports this module only when the solver is chosen.
 """
 
 from __future__ import annotations

@@ -181,8 +181,7 @@ def fit(
 
 def check_optimizer(model_name: str, config: TrainConfig, processes: int = 1) -> None:
     """ValueError unless ``config.optimizer`` can train model ``model_name`` in ``processes``
-    processes: Adam trains every model; the compiled SGD solver trains BPR, in one process, and
-    needs numba."""
+    processes: Adam trains every model; the compiled SGD solver trains BPR, in one process."""
     if config.optimizer == "adam":
         return
     if model_name != "bpr":
@@ -193,11 +192,9 @@ def check_optimizer(model_name: str, config: TrainConfig, processes: int = 1) ->
 
 
 def _sgd_solver() -> Any:
-    """The jifr.sgd module; ValueError naming the extra to install when numba is not there."""
-    try:
-        from jifr import sgd
-    except ImportError as error:
-        raise ValueError(f"optimizer 'sgd' needs numba ({error}): pip install 'jifr[sgd]'") from None
+    """The jifr.sgd module (imported when the solver is chosen: it compiles or loads its loop)."""
+    from jifr import sgd
+
     return sgd
 
 

@@ -16,14 +16,15 @@ The attention layers W1 and W2 carry a bias, which the paper's equations leave i
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from jifr.models import rating_attention
 from jifr.models.base import (
     FrameCache,
     ModelInputs,
@@ -43,10 +44,6 @@ from jifr.models.feedback import (
 from jifr.models.frames import FrameStore, frame_mask, frame_means, masked_softmax, scatter_rows
 
 Attention = Literal["avg", "att"]
-# (user, item) pairs per block of score_all's rating attention: the block's temporaries stay in
-# a core's cache (6-7x faster per user than blocks of 2**24 / hidden_dim pairs, 12.7k items).
-PAIR_BUDGET = 2**17
-FEW_PAIRS = 2**12  # up to this many pairs, _attended takes all hidden units at once
 FLOAT32_EPS = torch.finfo(torch.float32).eps
 # r_ai = c + beta (c' - c) and its bounds are each within three roundings of their exact values;
 # this many float32 epsilons of a bound on |c| and |c'| cover them with room to spare.
@@ -243,7 +240,7 @@ class JIFR(Recommender):
 
     def compute_item_cache(self) -> dict[str, Tensor]:
         """x_i for every item and, with rating attention, the item half of W2 applied to v_i and
-        to x_i (n_items, hidden_dim), its range over the items (hidden_dim, 2), and the largest
+        to x_i (hidden_dim, n_items), its range over the items (hidden_dim, 2), and the largest
         norm of v_i and of x_i. In eval mode, with content attention, also every frame's P c_k
         (``FrameCache``), which eq. (5) computes on the way."""
         frames = FrameCache(self) if self.config.content_attention == "att" and not self.training else None
@@ -260,8 +257,8 @@ class JIFR(Recommender):
         if self.config.rating_attention == "att":
             _, w2_item = self._split_w2()
             for name, vectors in (("collab", cache["collab"]), ("visual", cache["visual"])):
-                parts = vectors @ w2_item.T
-                ends = torch.aminmax(parts, dim=0) if len(parts) else (parts.new_zeros(parts.shape[1]),) * 2
+                parts = (w2_item @ vectors.T).contiguous()  # (hidden_dim, n_items), hidden-major
+                ends = torch.aminmax(parts, dim=1) if parts.shape[1] else (parts.new_zeros(parts.shape[0]),) * 2
                 cache |= {f"{name}_w2": parts, f"{name}_w2_range": torch.stack(ends, dim=1)}
                 cache[f"{name}_norm"] = vectors.norm(dim=1).max() if len(vectors) else vectors.new_zeros(())
         return cache
@@ -271,18 +268,7 @@ class JIFR(Recommender):
         if self.config.rating_attention == "avg":
             return self.fuse(collab, visual, collab, visual)
         cache = self.item_cache()
-        collab_user, visual_user = self._user_parts(users)
-        out = torch.empty_like(collab)
-        for rows, cols in pair_blocks(*collab.shape):
-            out[rows, cols] = self._attended(
-                collab[rows, cols],
-                visual[rows, cols],
-                collab_user[rows].T[:, :, None],
-                visual_user[rows].T[:, :, None],
-                cache["collab_w2"][cols].T.contiguous()[:, None, :],
-                cache["visual_w2"][cols].T.contiguous()[:, None, :],
-            )
-        return out
+        return self._attended_grid(collab, visual, *self._user_parts(users), cache["collab_w2"], cache["visual_w2"])
 
     def score_bounds(self, users: Tensor) -> ScoreBounds | None:
         """With rating attention, r_ai = u_a.v_i + beta_ai2 (w_a.x_i - u_a.v_i) (eq. 8) lies
@@ -297,14 +283,12 @@ class JIFR(Recommender):
         collab_user, visual_user = self._user_parts(users)
 
         def exact(rows: Tensor, items: Tensor) -> Tensor:
-            return self._attended(
-                collab[rows, items],
-                visual[rows, items],
-                collab_user[rows].T.contiguous(),
-                visual_user[rows].T.contiguous(),
-                cache["collab_w2"][items].T.contiguous(),
-                cache["visual_w2"][items].T.contiguous(),
+            out = torch.empty(len(rows))
+            rating_attention.pairs(
+                *_arrays(collab[rows, items], visual[rows, items], rows, items, collab_user, visual_user),
+                *_arrays(cache["collab_w2"], cache["visual_w2"], self.rating_out.weight[0], out),
             )
+            return out
 
         beta_low, beta_high = self._visual_weight_range(collab_user, visual_user)
         slack = ROUNDING_SLACK * self._largest_dot_product(users)
@@ -323,7 +307,7 @@ class JIFR(Recommender):
     def _visual_weight_range(self, collab_user: Tensor, visual_user: Tensor) -> tuple[Tensor, Tensor]:
         """(B, 1) the smallest and the largest beta_ai2 (eq. 10) of each user over all items, by
         interval arithmetic over the range of W2's item half across the items (float64), widened
-        by a bound on the rounding of ``_attended``'s float32 sum and sigmoid."""
+        by a bound on the rounding of the compiled attention's float32 sum and sigmoid."""
         cache = self.item_cache()
         w2 = self.rating_out.weight[0].double()[:, None]  # (hidden_dim, 1)
         visual_user, collab_user = visual_user.T.double(), collab_user.T.double()  # (hidden_dim, B)
@@ -348,7 +332,7 @@ class JIFR(Recommender):
         bias = self.rating_hidden.bias
         return self.user_collab(users) @ w2_user.T + bias, self.user_visual(users) @ w2_user.T + bias
 
-    def _attended(
+    def _attended_grid(
         self,
         collab: Tensor,
         visual: Tensor,
@@ -357,27 +341,16 @@ class JIFR(Recommender):
         collab_item: Tensor,
         visual_item: Tensor,
     ) -> Tensor:
-        """Eq. (8) with the beta of eqs. (9)-(10) for pairs whose u_a.v_i and w_a.x_i are ``collab``
-        and ``visual`` (shape S), from the user and item parts of W2 (``_user_parts`` and the item
-        cache), hidden-major: (hidden_dim, ...) broadcasting to S.
-
-        The logit difference is summed one hidden unit at a time with elementwise operations and
-        the sigmoid taken in float64, so a pair's score has the same bits in any batch (BLAS
-        kernels and float32 SIMD sigmoids do not promise that): ``score_bounds``' exact scores
-        equal score_all's. A few pairs have every hidden unit's term computed at once (fewer,
-        larger operations), many pairs one unit at a time (temporaries that stay in cache): the
-        same operations on each pair, in the same order.
-        """
-        w2 = self.rating_out.weight[0]
-        gap = collab.new_zeros(collab.shape)  # w2 . f(W2 [w_a, x_i]) - w2 . f(W2 [u_a, v_i])
-        if collab.numel() <= FEW_PAIRS:
-            terms = F.relu(visual_user + visual_item) - F.relu(collab_user + collab_item)  # (hidden_dim, *S)
-            for h in range(len(w2)):
-                gap = gap + w2[h] * terms[h]
-        else:
-            for h in range(len(w2)):
-                gap = gap + w2[h] * (F.relu(visual_user[h] + visual_item[h]) - F.relu(collab_user[h] + collab_item[h]))
-        return mix(collab, visual, torch.sigmoid(gap.double()).float())
+        """(B, N) eq. (8) with the beta of eqs. (9)-(10) for B users and N items whose u_a.v_i and
+        w_a.x_i are ``collab`` and ``visual`` (B, N), from the user parts of W2 (``_user_parts``,
+        (B, hidden_dim)) and its item parts (hidden_dim, N), in the compiled loop that also
+        gives ``score_bounds``' exact scores (``jifr.models.rating_attention``), so that the
+        two agree bit for bit."""
+        out = torch.empty(collab.shape)
+        rating_attention.grid(
+            *_arrays(collab, visual, collab_user, visual_user, collab_item, visual_item, self.rating_out.weight[0], out)
+        )
+        return out
 
     def score_frames(self, users: Tensor, items: Tensor) -> Tensor:
         """l_ak = w_a . (P c_k) for every frame k of each item, eq. (4), plus the frame bias with
@@ -412,15 +385,12 @@ class JIFR(Recommender):
         if self.config.rating_attention == "avg":
             return self.fuse(collab, visual, collab, visual)
         _, w2_item = self._split_w2()
-        collab_user, visual_user = self._user_parts(users)
-        return self._attended(
-            collab,
-            visual,
-            collab_user.T[:, :, None],
-            visual_user.T[:, :, None],
-            (item_collab @ w2_item.T).T.contiguous()[:, None, :],
-            (x @ w2_item.T).T.contiguous()[:, None, :],
-        )
+        return self._attended_grid(collab, visual, *self._user_parts(users), w2_item @ item_collab.T, w2_item @ x.T)
+
+
+def _arrays(*tensors: Tensor) -> list[np.ndarray]:
+    """C-contiguous NumPy views (copies where needed) of detached tensors, for the compiled loops."""
+    return [np.ascontiguousarray(t.detach().numpy()) for t in tensors]
 
 
 def mix(collab: Tensor, visual: Tensor, beta_visual: Tensor) -> Tensor:
@@ -434,13 +404,3 @@ def _logit_range(w2: Tensor, user: Tensor, item_range: Tensor) -> tuple[Tensor, 
     ReLU is increasing, so each hidden unit's term is extreme at an end of its range."""
     at_min, at_max = w2 * F.relu(user + item_range[:, :1]), w2 * F.relu(user + item_range[:, 1:])
     return torch.minimum(at_min, at_max).sum(0), torch.maximum(at_min, at_max).sum(0)
-
-
-def pair_blocks(n_users: int, n_items: int, budget: int = PAIR_BUDGET) -> Iterator[tuple[slice, slice]]:
-    """Blocks of a (n_users, n_items) matrix of at most ``budget`` pairs: whole rows when a row
-    fits, else pieces of one row."""
-    width = max(1, min(n_items, budget))
-    height = max(1, budget // max(n_items, 1))
-    for row in range(0, n_users, height):
-        for col in range(0, n_items, width):
-            yield slice(row, row + height), slice(col, col + width)

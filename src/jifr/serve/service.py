@@ -39,6 +39,7 @@ from jifr.items.score import mean_user_new_frames, new_frame_orders, recommend_w
 from jifr.items.store import MAX_FRAMES, NewItems, load_new_items, store_dir
 from jifr.models.base import Recommender
 from jifr.models.diagnostic import MeanUserFrames
+from jifr.ranking import top_k_items
 from jifr.recommend import FrameTable, ranked_frames, recommend_for_users
 from jifr.serve import schemas
 
@@ -122,8 +123,11 @@ class Service:
             encoder=run_encoder(data),
         )
         _ = data.interacted  # built once here rather than by concurrent first requests
-        # Warm-up: item-only quantities are computed once here, not by the first request.
+        # Warm-up: item-only quantities are computed, and compiled loops loaded, here rather than
+        # by the first request.
         model.item_cache()
+        if data.n_users and data.n_items:
+            top_k_items(model, torch.zeros(1, dtype=torch.long), 1, data.n_items)
         log.info(
             "serving %s from %s: %d users, %d items (+ %d new)",
             model.model_name,
