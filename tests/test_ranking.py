@@ -75,12 +75,17 @@ def ranking_model(name: str, seed: int = 0) -> Recommender:
     return with_copies(build_model(name, random_inputs(seed), seed=seed), N_ITEMS, COPIES)
 
 
+@pytest.mark.parametrize("sort_width", [ranking.SORT_WIDTH, 0])
 @pytest.mark.parametrize("probes", [ranking.PROBES, 1])
 @pytest.mark.parametrize("name", RANKING_MODELS)
-def test_top_k_equals_a_stable_sort_of_score_all(name: str, probes: int, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_top_k_equals_a_stable_sort_of_score_all(
+    name: str, probes: int, sort_width: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Also with 1 probe, so that models with bounds rank from a probed threshold (with the default,
-    the bounds alone leave fewer candidates than probes in a catalogue this small)."""
+    the bounds alone leave fewer candidates than probes in a catalogue this small), and with a
+    sort width of 0, so that every row's candidates are first cut at its k-th best score."""
     monkeypatch.setattr(ranking, "PROBES", probes)
+    monkeypatch.setattr(ranking, "SORT_WIDTH", sort_width)
     model = ranking_model(name)
     users = torch.arange(N_USERS)
     with torch.no_grad():
