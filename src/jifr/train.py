@@ -188,14 +188,6 @@ def check_optimizer(model_name: str, config: TrainConfig, processes: int = 1) ->
         raise ValueError(f"optimizer 'sgd' trains bpr only, not {model_name}; use optimizer 'adam' (the default)")
     if processes > 1:
         raise ValueError(f"optimizer 'sgd' runs in one process, not {processes}: its steps follow each other in order")
-    _sgd_solver()
-
-
-def _sgd_solver() -> Any:
-    """The jifr.sgd module (imported when the solver is chosen: it compiles or loads its loop)."""
-    from jifr import sgd
-
-    return sgd
 
 
 def _check_ranks(model: Recommender, data: PreparedData, config: TrainConfig, ranks: Ranks) -> None:
@@ -406,7 +398,9 @@ def _sgd_epoch(model: Recommender, config: TrainConfig, samples: Samples, epoch:
     users, items, negatives = samples
     user_factors = bpr.user_collab.weight.detach().numpy()  # (n_users, d) float32, sharing the weights' memory
     item_factors = bpr.item_collab.weight.detach().numpy()  # (n_items, d)
-    total, done = _sgd_solver().bpr_sgd_epoch(
+    from jifr.sgd import bpr_sgd_epoch  # compiled (or loaded from numba's cache) on first use
+
+    total, done = bpr_sgd_epoch(
         user_factors, item_factors, users, items, negatives, config.learning_rate, bpr.config.l2
     )
     if done < len(users):

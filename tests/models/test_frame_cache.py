@@ -106,3 +106,9 @@ def test_jifrs_item_cache_hands_its_frame_terms_over(tiny: PreparedData) -> None
         torch.testing.assert_close(
             terms, model.projection(torch.from_numpy(tiny.frames.features[:].astype(np.float32)))
         )
+
+
+def test_a_frame_cache_built_first_is_not_built_again_by_the_item_cache(tiny: PreparedData) -> None:
+    model = build_model("jifr", ModelInputs.from_data(tiny), seed=0).eval()
+    terms = model.frame_cache()[FRAME_TERMS]
+    assert FRAME_TERMS not in model.item_cache() and model.frame_cache()[FRAME_TERMS] is terms

@@ -243,7 +243,8 @@ class JIFR(Recommender):
         to x_i (hidden_dim, n_items), its range over the items (hidden_dim, 2), and the largest
         norm of v_i and of x_i. In eval mode, with content attention, also every frame's P c_k
         (``FrameCache``), which eq. (5) computes on the way."""
-        frames = FrameCache(self) if self.config.content_attention == "att" and not self.training else None
+        collects_frames = self.config.content_attention == "att" and not self.training and self._frame_cache is None
+        frames = FrameCache(self) if collects_frames else None  # unless the frame cache came first
         visual = []
         for chunk in self.store.item_chunks():
             x, features, projected = self._item_visual_and_frames(chunk)
@@ -284,10 +285,10 @@ class JIFR(Recommender):
 
         def exact(rows: Tensor, items: Tensor) -> Tensor:
             out = torch.empty(len(rows))
-            rating_attention.pairs(
-                *_arrays(collab[rows, items], visual[rows, items], rows, items, collab_user, visual_user),
-                *_arrays(cache["collab_w2"], cache["visual_w2"], self.rating_out.weight[0], out),
-            )
+            w2 = self.rating_out.weight[0]
+            arrays = _arrays(collab[rows, items], visual[rows, items], rows, items, collab_user, visual_user)
+            arrays += [*_arrays(cache["collab_w2"], cache["visual_w2"], w2), out.numpy()]  # out: written in place
+            rating_attention.pairs(*arrays)
             return out
 
         beta_low, beta_high = self._visual_weight_range(collab_user, visual_user)
@@ -347,9 +348,9 @@ class JIFR(Recommender):
         gives ``score_bounds``' exact scores (``jifr.models.rating_attention``), so that the
         two agree bit for bit."""
         out = torch.empty(collab.shape)
-        rating_attention.grid(
-            *_arrays(collab, visual, collab_user, visual_user, collab_item, visual_item, self.rating_out.weight[0], out)
-        )
+        arrays = _arrays(collab, visual, collab_user, visual_user, collab_item, visual_item, self.rating_out.weight[0])
+        arrays.append(out.numpy())  # written in place
+        rating_attention.grid(*arrays)
         return out
 
     def score_frames(self, users: Tensor, items: Tensor) -> Tensor:
@@ -389,7 +390,8 @@ class JIFR(Recommender):
 
 
 def _arrays(*tensors: Tensor) -> list[np.ndarray]:
-    """C-contiguous NumPy views (copies where needed) of detached tensors, for the compiled loops."""
+    """C-contiguous NumPy views (copies where needed) of detached tensors, the compiled loops'
+    inputs (their output is written in place: never passed through here)."""
     return [np.ascontiguousarray(t.detach().numpy()) for t in tensors]
 
 

@@ -28,6 +28,31 @@ import numpy as np
 from numba import njit
 
 
+@njit(cache=True, inline="always")
+def _unit_term(
+    weight: np.float32,
+    collab_user: np.float32,
+    collab_item: np.float32,
+    visual_user: np.float32,
+    visual_item: np.float32,
+) -> np.float32:
+    """w2_h (relu(W2 [w_a, x_i])_h - relu(W2 [u_a, v_i])_h) of one hidden unit h, in float32."""
+    v = visual_user + visual_item
+    if v < 0:
+        v = np.float32(0)
+    c = collab_user + collab_item
+    if c < 0:
+        c = np.float32(0)
+    return weight * (v - c)
+
+
+@njit(cache=True, inline="always")
+def _mixed(collab: np.float32, visual: np.float32, gap: np.float32) -> np.float32:
+    """r_ai = c + beta (s - c), beta = sigmoid(gap) taken in float64, then float32."""
+    beta = np.float32(1.0 / (1.0 + math.exp(-np.float64(gap))))
+    return collab + beta * (visual - collab)
+
+
 @njit(cache=True)
 def grid(
     collab: np.ndarray,
@@ -49,16 +74,9 @@ def grid(
         for h in range(w2.shape[0]):
             weight, cu, vu = w2[h], collab_user[a, h], visual_user[a, h]
             for i in range(n_items):
-                v = vu + visual_item[h, i]
-                if v < 0:
-                    v = np.float32(0)
-                c = cu + collab_item[h, i]
-                if c < 0:
-                    c = np.float32(0)
-                gap[i] = gap[i] + weight * (v - c)
+                gap[i] = gap[i] + _unit_term(weight, cu, collab_item[h, i], vu, visual_item[h, i])
         for i in range(n_items):
-            beta = np.float32(1.0 / (1.0 + math.exp(-np.float64(gap[i]))))
-            out[a, i] = collab[a, i] + beta * (visual[a, i] - collab[a, i])
+            out[a, i] = _mixed(collab[a, i], visual[a, i], gap[i])
 
 
 @njit(cache=True)
@@ -81,12 +99,5 @@ def pairs(
         a, i = rows[p], items[p]
         gap = np.float32(0)
         for h in range(w2.shape[0]):
-            v = visual_user[a, h] + visual_item[h, i]
-            if v < 0:
-                v = np.float32(0)
-            c = collab_user[a, h] + collab_item[h, i]
-            if c < 0:
-                c = np.float32(0)
-            gap = gap + w2[h] * (v - c)
-        beta = np.float32(1.0 / (1.0 + math.exp(-np.float64(gap))))
-        out[p] = collab[p] + beta * (visual[p] - collab[p])
+            gap = gap + _unit_term(w2[h], collab_user[a, h], collab_item[h, i], visual_user[a, h], visual_item[h, i])
+        out[p] = _mixed(collab[p], visual[p], gap)
