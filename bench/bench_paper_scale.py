@@ -5,10 +5,11 @@ Prints, for JIFR and VBPR: training throughput in (user, positive, negative) tri
 second, full-ranking evaluation time over all test users, the exact top-10 of the same users
 (``jifr.ranking.top_k_items``) against a lower bound measured in the same run (a plain 64-d
 matmul over every item, the known items excluded, ``torch.topk``), and peak memory; and the
-machine's fp32 matmul GFLOP/s with JIFR's FLOPs per training step, so the distance to the
-compute limit shows as a ratio.
+machine's matmul GFLOP/s (in the training precision) with JIFR's FLOPs per training step, so
+the distance to the compute limit shows as a ratio, and the time one training epoch would take.
 
-    python bench/bench_paper_scale.py [--work-dir runs/bench] [--steps 5]
+    python bench/bench_paper_scale.py [--work-dir runs/bench] [--steps 5] [--device cpu|cuda|auto]
+        [--precision fp32|bf16] [--models vbpr,jifr]
 """
 
 from __future__ import annotations
@@ -25,19 +26,29 @@ from jifr.data.prepare import prepare_dataset
 from jifr.data.prepared import PreparedData, load_prepared
 from jifr.data.sampling import PositiveSet, sample_negatives
 from jifr.datasets.synthetic import write_synthetic
+from jifr.device import autocast, resolve_device
 from jifr.evaluate import evaluate_full
 from jifr.models import ModelInputs, Recommender, bpr_loss, build_model
 from jifr.ranking import top_k_items
+from jifr.train import Batch
 
 BLOCK_USERS = 1024  # users ranked per call, for both the models and the bound
 
 
-def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work, so that a clock reading covers it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_gflops(device: torch.device, dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
+    a, b = torch.randn(n, n, device=device).to(dtype), torch.randn(n, n, device=device).to(dtype)
     a @ b
+    synchronize(device)
     started = time.perf_counter()
     for _ in range(repeats):
         a @ b
+    synchronize(device)
     return 2 * n**3 * repeats / (time.perf_counter() - started) / 1e9
 
 
@@ -75,26 +86,31 @@ def jifr_step_flops(data: PreparedData, users: int, n_neg: int, unique_items: in
 
 
 def train_throughput(
-    model: Recommender, data: PreparedData, steps: int, batch: int = 1024, n_neg: int = 10
+    model: Recommender, data: PreparedData, steps: int, precision: str, batch: int = 1024, n_neg: int = 10
 ) -> tuple[float, float]:
-    """(triplets per second, mean unique items per step) over ``steps`` Adam steps after one warm-up."""
+    """(triplets per second, mean unique items per step) over ``steps`` Adam steps after one
+    warm-up, as ``jifr.train.fit`` takes them (its ``Batch`` on the model's device, the forward
+    pass under the precision's autocast)."""
     rng = np.random.default_rng(0)
     positives = PositiveSet(data.train.csr(data.n_users, data.n_items))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     model.train()
+    device = model.device
     elapsed, unique = 0.0, []
     for step in range(steps + 1):
         rows = rng.integers(0, len(data.train), batch)
         users = data.train.users[rows]
         negatives = sample_negatives(users, n_neg, positives, rng)
+        synchronize(device)
         started = time.perf_counter()
-        pos, neg, penalty = model.triplet_scores(
-            torch.as_tensor(users), torch.as_tensor(data.train.items[rows]), torch.as_tensor(negatives)
-        )
-        loss = bpr_loss(pos, neg) + penalty
+        examples = Batch.of(users, data.train.items[rows], negatives, None, device)
+        with autocast(device, precision):
+            pos, neg, penalty = model.triplet_scores(examples.users, examples.positives, examples.negatives)
+            loss = bpr_loss(pos.float(), neg.float()) + penalty
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+        synchronize(device)
         if step:  # the first step pays for page faults and allocator warm-up
             elapsed += time.perf_counter() - started
             unique.append(len(np.unique(np.r_[data.train.items[rows], negatives.ravel()])))
@@ -107,28 +123,31 @@ def ranking_seconds(model: Recommender, data: PreparedData, users: np.ndarray, k
     that builds the item cache."""
     model.eval()
     top_k_items(model, torch.as_tensor(users[:8]), k, data.n_items, data.interacted)
+    synchronize(model.device)
     started = time.perf_counter()
     for block in np.array_split(users, max(1, len(users) // BLOCK_USERS)):
         top_k_items(model, torch.as_tensor(block), k, data.n_items, data.interacted)
-    return time.perf_counter() - started
+    return time.perf_counter() - started  # top_k_items returns its answer on the CPU: nothing is queued
 
 
-def bound_seconds(data: PreparedData, users: np.ndarray, dim: int = 64, k: int = 10) -> float:
+def bound_seconds(data: PreparedData, users: np.ndarray, device: torch.device, dim: int = 64, k: int = 10) -> float:
     """Seconds of the lower bound of any full ranking of ``users``: a plain ``dim``-d matmul over
-    every item, the known items set to -inf and ``torch.topk``, in the same blocks of users."""
+    every item, the known items set to -inf and ``torch.topk``, in the same blocks of users, on
+    ``device``, with the answer brought to the CPU as ``top_k_items`` brings it."""
     generator = torch.Generator().manual_seed(0)
-    user_vectors = torch.randn(data.n_users, dim, generator=generator)
-    item_vectors = torch.randn(data.n_items, dim, generator=generator)
+    user_vectors = torch.randn(data.n_users, dim, generator=generator).to(device)
+    item_vectors = torch.randn(data.n_items, dim, generator=generator).to(device)
     known = data.interacted
+    synchronize(device)
     started = time.perf_counter()
     for block in np.array_split(users, max(1, len(users) // BLOCK_USERS)):
-        scores = user_vectors[torch.as_tensor(block)] @ item_vectors.T
+        scores = user_vectors[torch.as_tensor(block, device=device)] @ item_vectors.T
         rows = known[block]
         scores[
-            torch.as_tensor(np.repeat(np.arange(len(block)), np.diff(rows.indptr))),
-            torch.as_tensor(rows.indices, dtype=torch.long),
+            torch.as_tensor(np.repeat(np.arange(len(block)), np.diff(rows.indptr)), device=device),
+            torch.as_tensor(rows.indices, dtype=torch.long, device=device),
         ] = -float("inf")
-        torch.topk(scores, k, dim=1)
+        torch.topk(scores, k, dim=1).indices.cpu()
     return time.perf_counter() - started
 
 
@@ -136,9 +155,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work-dir", type=Path, default=Path("runs/bench"))
     parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda (or cuda:N), or auto")
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"), help="training's matrix products")
+    parser.add_argument("--models", default="vbpr,jifr", help="comma-separated: vbpr, jifr")
     args = parser.parse_args()
-    gflops = matmul_gflops()
-    print(f"machine: torch {torch.__version__}, {torch.get_num_threads()} threads, fp32 matmul {gflops:.1f} GFLOP/s")
+    device = resolve_device(args.device)
+    dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32
+    gflops = matmul_gflops(device, dtype)
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} CPU threads"
+    print(f"machine: torch {torch.__version__}, {where}, {args.precision} matmul {gflops:.1f} GFLOP/s")
     data = dataset(args.work_dir)
     print(
         f"data: {data.n_users} users, {data.n_items} items, "
@@ -146,31 +171,35 @@ def main() -> None:
         f"{data.frames.n_frames} frames x {data.frames.features.shape[1]} ({data.frames.features.dtype})"
     )
     test_users = np.unique(data.test.users)
-    bound = bound_seconds(data, test_users)
+    bound = bound_seconds(data, test_users, device)
     print(
         f"full-ranking lower bound: 64-d matmul + known items excluded + top-10 of {len(test_users)} users "
         f"x {data.n_items} items in {bound:.2f} s"
     )
-    for name in ("vbpr", "jifr"):
-        model = build_model(name, ModelInputs.from_data(data), seed=0)
-        triplets_per_s, unique_items = train_throughput(model, data, args.steps)
+    for name in args.models.split(","):
+        model = build_model(name, ModelInputs.from_data(data), seed=0).place(device)
+        triplets_per_s, unique_items = train_throughput(model, data, args.steps, args.precision)
         started = time.perf_counter()
         result = evaluate_full(model, data, "test", ks=(10,))
+        synchronize(device)
         evaluation_s = time.perf_counter() - started
         ranking_s = ranking_seconds(model, data, test_users)
         print(
             f"{name}: training {triplets_per_s:,.0f} triplets/s (batch 1024 positives x 10 negatives, "
-            f"{unique_items:,.0f} unique items/step); full-ranking evaluation of {result.n_queries} users "
+            f"{unique_items:,.0f} unique items/step; {args.precision}; one epoch of {len(data.train) * 10:,} "
+            f"triplets would take {len(data.train) * 10 / triplets_per_s:.1f} s); "
+            f"full-ranking evaluation of {result.n_queries} users "
             f"x {data.n_items} items in {evaluation_s:.1f} s; exact top-10 of the same users in "
             f"{ranking_s:.2f} s = {ranking_s / bound:.1f}x the lower bound; "
             f"peak memory so far {peak_memory_gib():.2f} GiB"
+            + (f", GPU {torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB" if device.type == "cuda" else "")
         )
         if name == "jifr":
             flops = jifr_step_flops(data, 1024, 10, int(unique_items), model)
             achieved = flops * triplets_per_s / (1024 * 10) / 1e9
             print(
                 f"jifr: {flops / 1e9:.1f} GFLOP per training step; achieved {achieved:.1f} GFLOP/s = "
-                f"{achieved / gflops:.2f} of the measured matmul rate"
+                f"{achieved / gflops:.2f} of the measured {args.precision} matmul rate"
             )
 
 

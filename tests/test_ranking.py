@@ -75,17 +75,12 @@ def ranking_model(name: str, seed: int = 0) -> Recommender:
     return with_copies(build_model(name, random_inputs(seed), seed=seed), N_ITEMS, COPIES)
 
 
-@pytest.mark.parametrize("sort_width", [ranking.SORT_WIDTH, 0])
 @pytest.mark.parametrize("probes", [ranking.PROBES, 1])
 @pytest.mark.parametrize("name", RANKING_MODELS)
-def test_top_k_equals_a_stable_sort_of_score_all(
-    name: str, probes: int, sort_width: int, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_top_k_equals_a_stable_sort_of_score_all(name: str, probes: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """Also with 1 probe, so that models with bounds rank from a probed threshold (with the default,
-    the bounds alone leave fewer candidates than probes in a catalogue this small), and with a
-    sort width of 0, so that every row's candidates are first cut at its k-th best score."""
+    the bounds alone leave fewer candidates than probes in a catalogue this small)."""
     monkeypatch.setattr(ranking, "PROBES", probes)
-    monkeypatch.setattr(ranking, "SORT_WIDTH", sort_width)
     model = ranking_model(name)
     users = torch.arange(N_USERS)
     with torch.no_grad():
@@ -98,6 +93,29 @@ def test_top_k_equals_a_stable_sort_of_score_all(
             expected_values, expected_items = reference(model, users, k, exclude)
             assert torch.equal(items, expected_items), (name, k, exclude is not None)
             assert torch.equal(values, expected_values), (name, k, exclude is not None)
+
+
+@pytest.mark.parametrize("k", [1, 3, 10, 40])
+def test_the_best_k_of_each_rows_candidates_are_a_stable_sort(k: int) -> None:
+    """``_stable_top_k_of`` (one heap per row) against a stable descending sort of each row's
+    candidates: scores drawn from few values (many ties, 0.0 and -0.0 among them), -inf
+    candidates, empty rows and rows shorter than k."""
+    rng = np.random.default_rng(k)
+    n_rows, n_items = 60, 50
+    chosen = rng.random((n_rows, n_items)) < rng.random((n_rows, 1))  # from empty to full rows
+    chosen[::7] = False
+    rows, items = (torch.as_tensor(a) for a in np.nonzero(chosen))
+    scores = torch.as_tensor(rng.choice([-np.inf, -1.0, -0.0, 0.0, 0.5, 2.0], len(rows)).astype(np.float32))
+    values, best = ranking._stable_top_k_of(rows, items, scores, n_rows, k)
+    for row in range(n_rows):
+        mine = rows == row
+        order = torch.argsort(scores[mine], descending=True, stable=True)[:k]
+        expected = scores[mine][order]
+        kept = expected > -INF
+        width = int(kept.sum())
+        assert torch.equal(values[row, :width], expected[kept]), row
+        assert torch.equal(best[row, :width], items[mine][order][kept]), row
+        assert (values[row, width:] == -INF).all() and (best[row, width:] == -1).all(), row
 
 
 def test_ties_straddle_the_cut_and_go_to_the_lower_item() -> None:

@@ -205,11 +205,13 @@ def test_the_cli_trains_with_sgd_and_reports_what_it_refuses(tiny: PreparedData,
     assert not any((tmp_path / name).exists() for name in ("vbpr", "two", "bad"))  # refused before any output
 
 
-def test_records_leave_out_adam_so_earlier_records_still_match() -> None:
-    """Results, checkpoints and training states written before the optimizer could be chosen
-    trained with Adam and do not name it: an Adam run's record must equal theirs."""
-    assert "optimizer" not in TrainConfig().record()
+def test_records_leave_out_adam_and_fp32_so_earlier_records_still_match() -> None:
+    """Results, checkpoints and training states written before the optimizer and the precision
+    could be chosen trained with Adam in float32 and do not name them: such a run's record must
+    equal theirs."""
+    assert "optimizer" not in TrainConfig().record() and "precision" not in TrainConfig().record()
     assert TrainConfig(optimizer="sgd").record()["optimizer"] == "sgd"
+    assert TrainConfig(precision="bf16").record()["precision"] == "bf16"
     assert TrainConfig(epochs=3).record() == {
-        k: v for k, v in asdict(TrainConfig(epochs=3)).items() if k != "optimizer"
+        k: v for k, v in asdict(TrainConfig(epochs=3)).items() if k not in ("optimizer", "precision")
     }

@@ -21,6 +21,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
@@ -56,7 +57,7 @@ def save_checkpoint(
     if copy_data:
         copy_prepared(data.directory, directory / DATA_DIR_NAME)
         data_record["directory"] = DATA_DIR_NAME
-    weights = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     with atomic_path(directory / WEIGHTS_NAME) as temporary:
         save_file(weights, str(temporary), metadata={"model": model.model_name})
         checksum = sha256_file(temporary)
@@ -139,9 +140,10 @@ def prepared_directory(directory: str | Path, description: dict[str, Any]) -> Pa
 
 
 def load_checkpoint(
-    directory: str | Path, data: PreparedData | None = None
+    directory: str | Path, data: PreparedData | None = None, device: torch.device | None = None
 ) -> tuple[Recommender, PreparedData, dict[str, Any]]:
-    """Rebuild the model on its prepared data (found from the checkpoint unless given)."""
+    """Rebuild the model on its prepared data (found from the checkpoint unless given), on
+    ``device`` (default: the CPU)."""
     description = read_description(directory)
     weights_path = verify_weights(directory, description)
     if data is None:
@@ -160,5 +162,7 @@ def load_checkpoint(
     if {k: list(v.shape) for k, v in weights.items()} != expected:
         raise DataError(weights_path, f"the weights do not fit a {description['model']} model on this data")
     model.load_state_dict(weights)
+    if device is not None:
+        model.place(device)
     model.eval()
     return model, data, description

@@ -67,6 +67,14 @@ Optimizer = Annotated[
     ),
 ]
 LearningRate = Annotated[float, typer.Option(help="Learning rate: Adam's, or with --optimizer sgd the step size.")]
+Device = Annotated[str, typer.Option(help="cpu, cuda (or cuda:N), or auto: a GPU where CUDA has one, else the CPU.")]
+Precision = Annotated[
+    str,
+    typer.Option(
+        help="fp32, or bf16: training's matrix products in bfloat16 (torch.autocast; weights stay float32). "
+        "Adam only; recorded with the run."
+    ),
+]
 FeedbackShare = Annotated[
     float,
     typer.Option(
@@ -170,6 +178,8 @@ def train(
     optimizer: Optimizer = "adam",
     patience: Annotated[int, typer.Option(help="Validations without improvement before stopping.")] = 5,
     seed: Annotated[int, typer.Option(help="Seed of initialisation, ordering and negatives.")] = 0,
+    device: Device = "cpu",
+    precision: Precision = "fp32",
     progress: Annotated[
         bool,
         typer.Option(
@@ -202,6 +212,7 @@ def train(
     from jifr import distributed
     from jifr.checkpoint import save_checkpoint
     from jifr.data.prepared import load_prepared
+    from jifr.device import resolve_device
     from jifr.models import ModelInputs, build_model, model_config
     from jifr.outputs import check_output_directory, open_output_directory
     from jifr.train import TrainConfig, check_optimizer, fit, run_identity
@@ -209,8 +220,11 @@ def train(
 
     if resume and force:
         raise ValueError("--resume continues the run in --out and --force replaces it: choose one")
-    config = TrainConfig(epochs, batch_size, negatives, lr, seed, patience=patience, optimizer=optimizer)
-    check_optimizer(model, config, max(nproc, distributed.launched_size()))
+    config = TrainConfig(
+        epochs, batch_size, negatives, lr, seed, patience=patience, optimizer=optimizer, precision=precision
+    )
+    placed = resolve_device(device)
+    check_optimizer(model, config, max(nproc, distributed.launched_size()), placed)
     if nproc > 1:  # checked here, before any process starts; then torchrun runs this command without --nproc
         if distributed.launched_size() > 1:
             raise ValueError("--nproc starts torchrun itself; under torchrun, leave it out")
@@ -220,7 +234,8 @@ def train(
         raise typer.Exit(distributed.launch(nproc, distributed.command_arguments(ctx, leave_out=["nproc"])))
     data = load_prepared(prepared)
     recommender = build_model(model, ModelInputs.from_data(data), parse_settings(setting or []), seed=seed)
-    with distributed.process_group() as ranks:  # one process, unless torchrun started several
+    recommender.place(placed)
+    with distributed.process_group(placed) as ranks:  # one process, unless torchrun started several
         if not ranks.is_main:
             logging.getLogger("jifr").setLevel(logging.WARNING)  # rank 0 alone reports progress
         # Only now, with the settings known to be valid, is the run directory created or reused.
@@ -275,13 +290,15 @@ def evaluate(
     out: Annotated[
         Path | None, typer.Option(help="Results prefix (writes .json and .csv); default RUN/results.")
     ] = None,
+    device: Device = "cpu",
 ) -> None:
     """Evaluate a checkpoint; prints a table and writes JSON + CSV results with provenance."""
     from jifr.checkpoint import load_checkpoint
+    from jifr.device import resolve_device
     from jifr.experiment import evaluate_model, format_results
     from jifr.results import provenance, write_results
 
-    recommender, data, description = load_checkpoint(run)
+    recommender, data, description = load_checkpoint(run, device=resolve_device(device))
     results = evaluate_model(recommender, data, protocol or None, part, repeats, sampled_negatives, seed)
     config = {
         "model": description["model"],
@@ -362,15 +379,17 @@ def serve(
     run: Annotated[Path, typer.Argument(help="Run directory (from `jifr train`).")],
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on.")] = 8000,
+    device: Device = "cpu",
 ) -> None:
     """Serve a run over HTTP until stopped (Ctrl-C): the JSON API under /v1 (OpenAPI at /docs)
     and a page at / to pick a user and see their items with personalised key frames."""
     import uvicorn
 
+    from jifr.device import resolve_device
     from jifr.serve.app import create_app
     from jifr.serve.service import Service
 
-    service = Service.load(run)  # a missing or damaged run ends here with one message
+    service = Service.load(run, resolve_device(device))  # a missing or damaged run ends here with one message
     uvicorn.run(create_app(run, service), host=host, port=port, log_level="info")
 
 
@@ -396,6 +415,8 @@ def compare(
     lr: LearningRate = 5e-3,
     optimizer: Optimizer = "adam",
     patience: Annotated[int, typer.Option(help="Validations without improvement before stopping.")] = 5,
+    device: Device = "cpu",
+    precision: Precision = "fp32",
     repeats: Annotated[int, typer.Option(help="Repeats of the sampled item protocol.")] = 10,
     references: Annotated[
         bool, typer.Option(help="Add RND's analytic value and the frame-popularity reference (key frames).")
@@ -408,6 +429,7 @@ def compare(
     tables and paired differences, and writes OUT/summary.{md,json}. Finished runs are reused."""
     from jifr.compare import CompareConfig, format_summary, run_comparison, summarise
     from jifr.data.prepare import PrepareConfig
+    from jifr.device import resolve_device
     from jifr.train import TrainConfig
 
     settings = parse_settings(setting or [])
@@ -418,14 +440,21 @@ def compare(
         tuned = read_best_settings(
             settings_from,
             names,
-            TrainConfig(epochs=epochs, batch_size=batch_size, patience=patience, optimizer=optimizer),
+            TrainConfig(
+                epochs=epochs, batch_size=batch_size, patience=patience, optimizer=optimizer, precision=precision
+            ),
         )
         settings = merge_settings(tuned, settings)
     config = CompareConfig(
         models=tuple(m.strip() for m in models.split(",") if m.strip()),
         seeds=tuple(int(s) for s in seeds.split(",") if s.strip()),
         train=TrainConfig(
-            epochs=epochs, batch_size=batch_size, learning_rate=lr, patience=patience, optimizer=optimizer
+            epochs=epochs,
+            batch_size=batch_size,
+            learning_rate=lr,
+            patience=patience,
+            optimizer=optimizer,
+            precision=precision,
         ),
         settings=settings,
         prepare=PrepareConfig(frame_feedback_share=feedback_share),
@@ -433,7 +462,7 @@ def compare(
         references=references,
         part=part,
     )
-    records = run_comparison(source, out, config, show_progress=progress)
+    records = run_comparison(source, out, config, show_progress=progress, device=resolve_device(device))
     typer.echo(format_summary(summarise(records, config)))
     typer.echo(f"wrote {out / 'summary.md'} and {out / 'summary.json'}")
 

@@ -21,10 +21,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from jifr.checkpoint import save_checkpoint
 from jifr.data.prepare import PrepareConfig, prepare_dataset
 from jifr.data.prepared import PreparedData
+from jifr.device import CPU
 from jifr.evaluate import ProtocolResult, random_keyframe_expectation, random_keyframe_exposed_expectation
 from jifr.experiment import evaluate_model, has_exposures
 from jifr.models import MODELS, ModelInputs, build_model, model_config
@@ -166,20 +168,28 @@ class RunRecord:
 
 
 def run_comparison(
-    source: str | Path, out: str | Path, config: CompareConfig, show_progress: bool = True
+    source: str | Path,
+    out: str | Path,
+    config: CompareConfig,
+    show_progress: bool = True,
+    device: torch.device = CPU,
 ) -> list[RunRecord]:
-    """Train and evaluate ``config.models`` at every seed on dataset ``source``; results go to ``out``.
+    """Train and evaluate ``config.models`` at every seed on dataset ``source``, the models on
+    ``device``; results go to ``out``.
 
     ``out`` is a new or empty directory, or an earlier comparison to continue; anything else
     (a directory jifr did not write, one holding ``source``) is refused before any work.
     """
+    for name in config.models:  # the compiled SGD solver runs on the CPU alone
+        if getattr(MODELS[name].model, "trainable", True):
+            check_optimizer(name, config.train_for(name, config.seeds[0]), 1, device)
     out = open_output_directory(out, "compare", reuse=True, inputs=[source])
     records: list[RunRecord] = []
     for seed in config.seeds:
         seed_dir = out / f"seed-{seed}"
         data = prepare_dataset(source, seed_dir / "prepared", config.prepare_for(seed), force=True)
         for name in config.models:
-            records.extend(_split_mean_user(run_once(name, seed, data, config, seed_dir, show_progress)))
+            records.extend(_split_mean_user(run_once(name, seed, data, config, seed_dir, show_progress, device)))
         if config.references and len(data.likes):
             records.extend(_references(seed, data, config.part))
     summary = summarise(records, config)
@@ -189,7 +199,13 @@ def run_comparison(
 
 
 def run_once(
-    name: str, seed: int, data: PreparedData, config: CompareConfig, seed_dir: Path, show_progress: bool = True
+    name: str,
+    seed: int,
+    data: PreparedData,
+    config: CompareConfig,
+    seed_dir: Path,
+    show_progress: bool = True,
+    device: torch.device = CPU,
 ) -> RunRecord:
     """Model ``name`` at ``seed`` on ``data`` (that seed's split): trained, evaluated on ``config.part``
     and written to ``seed_dir/name.{json,csv}``, or read back from there when the same run finished."""
@@ -199,7 +215,7 @@ def run_once(
     if done is not None:
         log.info("%s seed %d: reusing %s", name, seed, seed_dir / f"{name}.json")
         return done
-    model = build_model(name, ModelInputs.from_data(data), config.settings_of(name), seed=seed)
+    model = build_model(name, ModelInputs.from_data(data), config.settings_of(name), seed=seed).place(device)
     train_config = config.train_for(name, seed)
     history = fit(model, data, train_config, show_progress=show_progress)
     save_checkpoint(seed_dir / "checkpoints" / name, model, data, train_config, history, seed=seed)

@@ -54,7 +54,7 @@ def attention_diagnostics(model: JIFR, data: PreparedData, part: str = "test") -
 
 
 def _content_statistics(model: JIFR, data: PreparedData) -> dict[str, float]:
-    items = torch.as_tensor(np.flatnonzero(data.frames.counts >= 2))
+    items = model.on_device(torch.as_tensor(np.flatnonzero(data.frames.counts >= 2)))
     if not len(items):
         return {"alpha_entropy_ratio": 1.0, "alpha_max": 1.0, "alpha_uniform_max": 1.0, "alpha_logit_spread": 0.0}
     entropy, largest, spread = [], [], []
@@ -62,7 +62,7 @@ def _content_statistics(model: JIFR, data: PreparedData) -> dict[str, float]:
         logits, mask = model.content_logits(items[start : start + ITEM_BATCH])
         alpha = masked_softmax(logits, mask)
         n_frames = mask.sum(1).double()
-        plogp = torch.where(mask, alpha * torch.log(alpha.clamp_min(1e-30)), torch.zeros(()))
+        plogp = torch.where(mask, alpha * torch.log(alpha.clamp_min(1e-30)), 0.0)
         entropy.append(-plogp.sum(1).double() / torch.log(n_frames))
         largest.append(alpha.max(1).values.double())
         high = logits.masked_fill(~mask, -math.inf).max(1).values
@@ -83,7 +83,10 @@ def _visual_weights(model: JIFR, data: PreparedData, part: str) -> np.ndarray:
     users = pairs.users if chosen is None else pairs.users[chosen]
     items = pairs.items if chosen is None else pairs.items[chosen]
     weights = [
-        model.visual_weight(torch.as_tensor(users[s : s + ITEM_BATCH]), torch.as_tensor(items[s : s + ITEM_BATCH]))
+        model.visual_weight(
+            model.on_device(torch.as_tensor(users[s : s + ITEM_BATCH])),
+            model.on_device(torch.as_tensor(items[s : s + ITEM_BATCH])),
+        )
         for s in range(0, len(users), ITEM_BATCH)
     ]
-    return torch.cat(weights).double().numpy() if weights else np.zeros(0)
+    return torch.cat(weights).double().cpu().numpy() if weights else np.zeros(0)

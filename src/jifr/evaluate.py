@@ -58,15 +58,21 @@ def _user_chunks(users: np.ndarray, n_items: int) -> Iterator[np.ndarray]:
         yield users[start : start + step]
 
 
-def _padded_positives(matrix: sp.csr_matrix, users: np.ndarray) -> tuple[Tensor, Tensor]:
-    """(B, P_max) item indices of each user's positives in ``matrix``, and the (B, P_max) mask."""
+def _padded_positives(matrix: sp.csr_matrix, users: np.ndarray, device: torch.device) -> tuple[Tensor, Tensor]:
+    """(B, P_max) item indices of each user's positives in ``matrix``, and the (B, P_max) mask,
+    on ``device``."""
     rows = matrix[users]
-    counts = torch.as_tensor(np.diff(rows.indptr))
+    counts = torch.as_tensor(np.diff(rows.indptr), device=device)
     width = int(counts.max()) if len(users) else 0
-    mask = torch.arange(width)[None, :] < counts[:, None]
-    items = torch.zeros(mask.shape, dtype=torch.long)
-    items[mask] = torch.as_tensor(rows.indices, dtype=torch.long)
+    mask = torch.arange(width, device=device)[None, :] < counts[:, None]
+    items = torch.zeros(mask.shape, dtype=torch.long, device=device)
+    items[mask] = torch.as_tensor(rows.indices, dtype=torch.long, device=device)
     return items, mask
+
+
+def _on(like: Tensor, values: np.ndarray) -> Tensor:
+    """``values`` as a tensor on the device of ``like``."""
+    return torch.as_tensor(values, device=like.device)
 
 
 def _exclusion(data: PreparedData, part: str) -> sp.csr_matrix:
@@ -104,9 +110,9 @@ def full_ranking_sums(
     users = np.flatnonzero(np.diff(held_out.indptr))[shard[0] :: shard[1]]
     sums = {name: 0.0 for k in ks for name in (f"HR@{k}", f"NDCG@{k}")}
     for chunk in _user_chunks(users, data.n_items):
-        scores = model.score_all(torch.as_tensor(chunk)).clone()
+        scores = model.score_all(model.on_device(torch.as_tensor(chunk))).clone()
         exclude_rows = excluded[chunk].tocoo()
-        scores[exclude_rows.row, exclude_rows.col] = float("-inf")
+        scores[_on(scores, exclude_rows.row), _on(scores, exclude_rows.col)] = float("-inf")
         for name, values in _rank_held_out(scores, held_out, chunk, ks).items():
             sums[name] += float(values.sum())
     return sums, len(users)
@@ -115,7 +121,7 @@ def full_ranking_sums(
 def _rank_held_out(
     scores: Tensor, held_out: sp.csr_matrix, chunk: np.ndarray, ks: tuple[int, ...]
 ) -> dict[str, Tensor]:
-    items, mask = _padded_positives(held_out, chunk)
+    items, mask = _padded_positives(held_out, chunk, scores.device)
     positive = torch.gather(scores, 1, items).masked_fill(~mask, float("-inf"))
     negative = scores.clone()
     negative[mask.nonzero()[:, 0], items[mask]] = float("-inf")
@@ -143,14 +149,12 @@ def evaluate_sampled(
     sums = np.zeros((repeats, 2 * len(ks)))
     names = [name for k in ks for name in (f"HR@{k}", f"NDCG@{k}")]
     for chunk in _user_chunks(users, data.n_items):
-        scores = model.score_all(torch.as_tensor(chunk))
-        items, mask = _padded_positives(held_out, chunk)
+        scores = model.score_all(model.on_device(torch.as_tensor(chunk)))
+        items, mask = _padded_positives(held_out, chunk, scores.device)
         positive = torch.gather(scores, 1, items).masked_fill(~mask, float("-inf"))
         for r, rng in enumerate(generators):
             sampled, valid = sample_unrated(interacted[chunk], n_negatives, rng)
-            negative = torch.gather(scores, 1, torch.as_tensor(sampled)).masked_fill(
-                ~torch.as_tensor(valid), float("-inf")
-            )
+            negative = torch.gather(scores, 1, _on(scores, sampled)).masked_fill(~_on(scores, valid), float("-inf"))
             values = hr_ndcg(pessimistic_positions(positive, negative, max(ks)), mask.sum(1), ks)
             sums[r] += [float(values[name].sum()) for name in names]
     per_repeat = sums / max(len(users), 1)
@@ -239,11 +243,11 @@ def _rank_frames(model: Recommender, q: KeyFrameQueries, ks: tuple[int, ...], ba
     sums: dict[str, float] = {}
     for start in range(0, len(q.users), batch):
         b = slice(start, start + batch)
-        scores = model.score_frames(q.users[b], q.items[b])  # (B, F_max)
-        liked = q.liked[b, : scores.shape[1]]
+        scores = model.score_frames(model.on_device(q.users[b]), model.on_device(q.items[b]))  # (B, F_max)
+        liked = model.on_device(q.liked[b, : scores.shape[1]])
         # Non-candidates (padding past an item's frames, unexposed frames) are out whatever the
         # model put there (even NaN).
-        out = ~q.candidates[b, : scores.shape[1]]
+        out = ~model.on_device(q.candidates[b, : scores.shape[1]])
         positive = scores.masked_fill(~liked | out, float("-inf"))
         negative = scores.masked_fill(liked | out, float("-inf"))
         values = hr_ndcg(pessimistic_positions(positive, negative, max(ks)), liked.sum(1), ks)

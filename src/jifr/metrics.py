@@ -34,15 +34,16 @@ def pessimistic_positions(positive: Tensor, negative: Tensor, k_max: int) -> Ten
     # Broken positives sort last, as padding does, so they do not push real positives down.
     ordered = torch.sort(positive.masked_fill(broken, float("-inf")), dim=1, descending=True).values
     ahead = (top[:, None, :] >= ordered[:, :, None]).sum(-1)  # negatives at or above, capped at k
-    rank_among_positives = torch.arange(1, positive.shape[1] + 1)[None, :]
+    rank_among_positives = torch.arange(1, positive.shape[1] + 1, device=positive.device)[None, :]
     positions = (ahead + rank_among_positives).to(torch.float64)
     return positions.masked_fill(torch.isneginf(ordered), float("inf"))
 
 
 def ideal_dcg(n_positive: Tensor, k: int) -> Tensor:
     """(B,) IDCG@k for queries with ``n_positive`` (B,) positives."""
-    gains = 1.0 / torch.log2(torch.arange(2, k + 2, dtype=torch.float64))
-    cumulative = torch.cat([torch.zeros(1, dtype=torch.float64), torch.cumsum(gains, 0)])
+    device = n_positive.device
+    gains = 1.0 / torch.log2(torch.arange(2, k + 2, dtype=torch.float64, device=device))
+    cumulative = torch.cat([torch.zeros(1, dtype=torch.float64, device=device), torch.cumsum(gains, 0)])
     return cumulative[n_positive.clamp(max=k)]
 
 

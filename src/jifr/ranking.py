@@ -23,6 +23,7 @@ import scipy.sparse as sp
 import torch
 from torch import Tensor
 
+from jifr.device import CPU
 from jifr.models.base import Recommender, ScoreBounds
 
 SCORE_BUDGET = 2**24  # user x item scores (or bounds) held at once
@@ -31,7 +32,6 @@ EXACT_BUDGET = 2**16  # candidate pairs scored exactly per ``ScoreBounds.exact``
 # 256 rather than 64: on JIFR with random weights the slowest of 50 one-user requests took 41 ms
 # instead of 54 ms at 1M items, and 2.2 ms instead of 3.9 ms at 12.7k (bench/bench_serving.py).
 PROBES = 256
-SORT_WIDTH = 1024  # candidates per row beyond which only those at or above the k-th best are sorted
 INF = float("inf")
 
 
@@ -72,7 +72,7 @@ def _chunk_maxima(values: Tensor, n: int) -> tuple[Tensor, Tensor]:
     width = values.shape[1] // n
     best, column = values[:, : width * (n - 1)].reshape(len(values), n - 1, width).max(2)
     last, last_column = values[:, width * (n - 1) :].max(1, keepdim=True)
-    column = column + torch.arange(n - 1) * width
+    column = column + torch.arange(n - 1, device=values.device) * width
     return torch.cat([best, last], 1), torch.cat([column, last_column + width * (n - 1)], 1)
 
 
@@ -91,31 +91,17 @@ def _kth_largest(values: Tensor, k: int) -> Tensor:
 def _stable_top_k_of(rows: Tensor, items: Tensor, scores: Tensor, n_rows: int, k: int) -> tuple[Tensor, Tensor]:
     """(n_rows, k) best scores and their items among candidate pairs (``rows``, ``items``, ``scores``,
     each (n,), sorted by row and, within a row, by item), ties towards the lower item; -inf and
-    -1 where a row has fewer than ``k`` candidates with a score above -inf. Where rows hold many
-    more than ``SORT_WIDTH`` candidates, only those at or above each row's k-th best score (ties
-    included) are sorted."""
-    counts = torch.bincount(rows, minlength=n_rows)
-    if len(rows) and int(counts.max()) > max(k, SORT_WIDTH):
-        values, _ = _packed(rows, items, scores, counts, n_rows, k)
-        kth = torch.topk(values, k, dim=1).values[:, -1]  # -inf where a row has fewer than k
-        kept = scores >= kth[rows]
-        rows, items, scores = rows[kept], items[kept], scores[kept]
-        counts = torch.bincount(rows, minlength=n_rows)
-    packed, packed_items = _packed(rows, items, scores, counts, n_rows, k)
-    order = torch.argsort(packed, dim=1, descending=True, stable=True)[:, :k]
-    values, chosen = packed.gather(1, order), packed_items.gather(1, order)
-    return values, torch.where(values > -INF, chosen, -1)
+    -1 where a row has fewer than ``k`` candidates with a score above -inf. One pass over the
+    candidates (``jifr.ranking_loops``), on the CPU."""
+    from jifr.ranking_loops import top_k_of_segments  # compiled (or loaded from numba's cache) on first use
 
-
-def _packed(rows: Tensor, items: Tensor, scores: Tensor, counts: Tensor, n_rows: int, k: int) -> tuple[Tensor, Tensor]:
-    """(n_rows, width) candidate scores, -inf padded, and their items, -1 padded, each row's
-    candidates in their given order; width is at least k."""
-    width = max(k, int(counts.max()) if len(rows) else 0)
-    slot = torch.arange(len(rows)) - (torch.cumsum(counts, 0) - counts)[rows]
-    packed = torch.full((n_rows, width), -INF)
-    packed_items = torch.full((n_rows, width), -1, dtype=torch.long)
-    packed[rows, slot], packed_items[rows, slot] = scores, items
-    return packed, packed_items
+    offsets = np.zeros(n_rows + 1, dtype=np.int64)
+    np.cumsum(torch.bincount(rows, minlength=n_rows).cpu().numpy(), out=offsets[1:])
+    values = torch.full((n_rows, k), -INF, dtype=scores.dtype, device=CPU)
+    chosen = torch.full((n_rows, k), -1, dtype=torch.long, device=CPU)
+    candidate_items = np.ascontiguousarray(items.cpu().numpy(), dtype=np.int64)
+    top_k_of_segments(offsets, candidate_items, scores.cpu().contiguous().numpy(), values.numpy(), chosen.numpy())
+    return values, chosen
 
 
 def _top_k_of_scores(scores: Tensor, k: int) -> tuple[Tensor, Tensor]:
@@ -133,17 +119,26 @@ def _top_k_of_bounds(
     top ``k`` and ties no item that is. t comes from the lower bounds (``_threshold``) or, where
     that leaves more than ``PROBES`` candidates, from the exact scores of ``PROBES`` likely top
     items, if higher."""
+    from jifr.ranking_loops import candidate_counts, candidates  # compiled on first use
+
     excluded = _excluded(users, exclude)
-    lower = _set(_nan_as(bounds.lower, -INF), excluded, -INF)  # a NaN score is -inf
-    upper = _set(_nan_as(bounds.upper, INF), excluded, -INF)
+    # In place: the bounds are this call's own (a NaN score is -inf).
+    lower = _set(torch.nan_to_num(bounds.lower, nan=-INF, posinf=INF, neginf=-INF, out=bounds.lower), excluded, -INF)
+    upper = _set(torch.nan_to_num(bounds.upper, nan=INF, posinf=INF, neginf=-INF, out=bounds.upper), excluded, -INF)
     threshold = _threshold(lower, k)
-    candidates = (upper >= threshold) & (upper > -INF)
-    if int(candidates.sum(1).max()) > PROBES:
+    upper_array = upper.numpy()
+    counts = np.empty(len(upper), dtype=np.int64)
+    candidate_counts(upper_array, threshold[:, 0].contiguous().numpy(), counts)
+    if int(counts.max()) > PROBES:
         threshold = torch.maximum(threshold, _probed_threshold(bounds, lower, upper, k))
-        candidates = (upper >= threshold) & (upper > -INF)
-    rows, items = candidates.nonzero(as_tuple=True)
-    scores = _nan_as(_exact_scores(bounds, rows, items), -INF)
-    return _stable_top_k_of(rows, items, scores, len(users), k)
+        candidate_counts(upper_array, threshold[:, 0].contiguous().numpy(), counts)
+    offsets = np.zeros(len(upper) + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    rows, items = np.empty(offsets[-1], dtype=np.int64), np.empty(offsets[-1], dtype=np.int64)
+    candidates(upper_array, threshold[:, 0].contiguous().numpy(), offsets, rows, items)
+    row_tensor, item_tensor = torch.from_numpy(rows), torch.from_numpy(items)
+    scores = _nan_as(_exact_scores(bounds, row_tensor, item_tensor), -INF)
+    return _stable_top_k_of(row_tensor, item_tensor, scores, len(users), k)
 
 
 def _probed_threshold(bounds: ScoreBounds, lower: Tensor, upper: Tensor, k: int) -> Tensor:
@@ -173,6 +168,7 @@ def top_k_items(
     ``exclude`` (n_users x n_items, any stored entry excluded) removes items a user already
     knows. Where fewer than ``k`` items remain, the row ends with item -1 and score -inf. A model
     in eval mode keeps its item cache (after changing its weights, call ``model.train().eval()``).
+    A model on a GPU scores and sorts there; the answer is on the CPU.
     """
     if k < 0:
         raise ValueError(f"k must be >= 0, got {k}")
@@ -181,16 +177,20 @@ def top_k_items(
     model.eval()  # keeps the item cache of a model already in eval mode
     users = torch.as_tensor(users, dtype=torch.long)
     width = min(k, n_items)
-    values = torch.full((len(users), k), -INF)
-    items = torch.full((len(users), k), -1, dtype=torch.long)
+    values = torch.full((len(users), k), -INF, device=CPU)  # the answer is on the CPU
+    items = torch.full((len(users), k), -1, dtype=torch.long, device=CPU)
     if width == 0:
         return values, items
     for block in _user_blocks(len(users), n_items):
         indices = users[block].numpy()
-        bounds = model.score_bounds(users[block])
+        bounds = model.score_bounds(model.on_device(users[block]))
         if bounds is None:
-            scores = _set(_nan_as(model.score_all(users[block]), -INF), _excluded(indices, exclude), -INF)
-            values[block, :width], items[block, :width] = _top_k_of_scores(scores, width)
+            scores = _nan_as(model.score_all(model.on_device(users[block])), -INF)
+            excluded = _excluded(indices, exclude)
+            if excluded is not None:
+                excluded = (excluded[0].to(scores.device), excluded[1].to(scores.device))
+            best, chosen = _top_k_of_scores(_set(scores, excluded, -INF), width)
+            values[block, :width], items[block, :width] = best.cpu(), chosen.cpu()
         else:
             values[block, :width], items[block, :width] = _top_k_of_bounds(bounds, indices, exclude, width)
     return values, items

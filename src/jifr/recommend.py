@@ -43,7 +43,8 @@ def ranked_frames(
     indptr = data.frames.indptr
     for start in range(0, len(items), FRAME_PAIR_BUDGET):
         block = items[start : start + FRAME_PAIR_BUDGET]
-        scores = model.score_frames(users[start : start + FRAME_PAIR_BUDGET], block).numpy()  # (b, F_max)
+        pair_users = model.on_device(users[start : start + FRAME_PAIR_BUDGET])
+        scores = model.score_frames(pair_users, model.on_device(block)).cpu().numpy()  # (b, F_max)
         for row, item in zip(scores, block.tolist(), strict=True):
             first, count = int(indptr[item]), int(indptr[item + 1] - indptr[item])
             order = np.argsort(-row[:count], kind="stable")

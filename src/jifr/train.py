@@ -43,6 +43,7 @@ from torch import Tensor, nn
 from jifr import distributed
 from jifr.data.prepared import FrameFeedback, PreparedData
 from jifr.data.sampling import PositiveSet, sample_negatives
+from jifr.device import CPU, autocast, check_precision
 from jifr.distributed import Ranks
 from jifr.errors import TrainingDivergedError
 from jifr.evaluate import evaluate_full, full_ranking_sums
@@ -55,7 +56,40 @@ log = logging.getLogger(__name__)
 OPTIMIZERS = ("adam", "sgd")
 EpochCallback = Callable[[dict[str, Any]], None]
 Feedback = tuple[Tensor, Tensor, Tensor, Tensor]  # (users, frames, labels, weights) of logged rows
-Batch = tuple[np.ndarray, np.ndarray, np.ndarray, Feedback | None]  # users, positives, (B, n_neg) negatives
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One step's examples, on the model's device: the users and items of B positives, their
+    (B, n_neg) negatives and, for a model with frame feedback, the step's logged
+    (users, frames, labels, weights) rows (None without)."""
+
+    users: Tensor
+    positives: Tensor
+    negatives: Tensor
+    feedback: Feedback | None = None
+
+    @classmethod
+    def of(
+        cls,
+        users: np.ndarray,
+        positives: np.ndarray,
+        negatives: np.ndarray,
+        feedback: Feedback | None,
+        device: torch.device,
+    ) -> Batch:
+        """The batch of these arrays, moved to ``device``."""
+        arrays = (users, positives, negatives)
+        user, positive, negative = (torch.as_tensor(a).to(device, non_blocking=True) for a in arrays)
+        logged = None if feedback is None else cast(Feedback, tuple(t.to(device, non_blocking=True) for t in feedback))
+        return cls(user, positive, negative, logged)
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+    def rows(self, start: int, stop: int) -> Batch:
+        """The positives [start, stop) with their negatives; the feedback rows whole."""
+        return Batch(self.users[start:stop], self.positives[start:stop], self.negatives[start:stop], self.feedback)
 
 
 @dataclass(frozen=True)
@@ -71,6 +105,8 @@ class TrainConfig:
     # "adam": mini-batch Adam, every model. "sgd": BPR only, one compiled SGD step per triplet
     # (jifr.sgd), weight decay lr * l2 per step with the model's l2 (Rendle's and Cornac's BPR)
     optimizer: str = "adam"
+    # "fp32", or "bf16": the step's matrix products in bfloat16 (torch.autocast; Adam only)
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         if min(self.epochs, self.batch_size, self.n_negatives, self.eval_every, self.patience) < 1:
@@ -81,14 +117,19 @@ class TrainConfig:
             raise ValueError(f"metric must look like 'NDCG@10' or 'HR@10', got {self.metric!r}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+        check_precision(self.precision)
+        if self.precision != "fp32" and self.optimizer == "sgd":
+            raise ValueError("precision 'bf16' applies to optimizer 'adam': the sgd solver computes in float32")
 
     def record(self) -> dict[str, Any]:
-        """The settings as results, checkpoints and training states record them. Adam, the
-        default, is left out: runs recorded before the optimizer could be chosen trained with
-        Adam, and their records still match (a comparison reuses them, a training state resumes)."""
+        """The settings as results, checkpoints and training states record them. Adam and fp32,
+        the defaults, are left out: runs recorded before the optimizer and the precision could be
+        chosen trained with them, and their records still match (a comparison reuses them, a
+        training state resumes)."""
         values = dataclasses.asdict(self)
-        if values["optimizer"] == "adam":
-            del values["optimizer"]
+        for name, default in (("optimizer", "adam"), ("precision", "fp32")):
+            if values[name] == default:
+                del values[name]
         return values
 
 
@@ -147,7 +188,7 @@ def fit(
     if not model.trainable:
         return History()
     ranks = distributed.current()
-    check_optimizer(model.model_name, config, ranks.size)
+    check_optimizer(model.model_name, config, ranks.size, model.device)
     _check_ranks(model, data, config, ranks)
     if state_dir is not None and not resume:  # a state left by an earlier run must not be resumed later
         stale_state = state_dir
@@ -161,7 +202,7 @@ def fit(
     started = time.perf_counter()
     loop = _start(model, data, config, state_dir if resume else None, ranks)
     positives = PositiveSet(data.train.csr(data.n_users, data.n_items))
-    steps = None if loop.optimizer is None else _steps(model, loop.optimizer, ranks)
+    steps = None if loop.optimizer is None else _steps(model, loop.optimizer, config.precision, ranks)
     with _EpochDraws(data, config.n_negatives, positives, ahead=steps is None) as draws:
         while not loop.finished:
             loop.epoch += 1
@@ -179,15 +220,18 @@ def fit(
     return loop.history
 
 
-def check_optimizer(model_name: str, config: TrainConfig, processes: int = 1) -> None:
+def check_optimizer(model_name: str, config: TrainConfig, processes: int = 1, device: torch.device = CPU) -> None:
     """ValueError unless ``config.optimizer`` can train model ``model_name`` in ``processes``
-    processes: Adam trains every model; the compiled SGD solver trains BPR, in one process."""
+    processes on ``device``: Adam trains every model; the compiled SGD solver trains BPR, in one
+    process, on the CPU."""
     if config.optimizer == "adam":
         return
     if model_name != "bpr":
         raise ValueError(f"optimizer 'sgd' trains bpr only, not {model_name}; use optimizer 'adam' (the default)")
     if processes > 1:
         raise ValueError(f"optimizer 'sgd' runs in one process, not {processes}: its steps follow each other in order")
+    if device.type != "cpu":
+        raise ValueError(f"optimizer 'sgd' runs on the CPU, not {device}: use device cpu, or optimizer 'adam'")
 
 
 def _check_ranks(model: Recommender, data: PreparedData, config: TrainConfig, ranks: Ranks) -> None:
@@ -302,7 +346,7 @@ def _validation_metric(model: Recommender, data: PreparedData, metric: str, rank
     if ranks.size == 1:
         return evaluate_full(model, data, "valid", ks=ks).metrics[metric]
     sums, n_users = full_ranking_sums(model, data, "valid", ks, shard=(ranks.rank, ranks.size))
-    total, count = distributed.all_sum([sums[metric], n_users], _device(model))
+    total, count = distributed.all_sum([sums[metric], n_users], model.device)
     return total / max(count, 1.0)
 
 
@@ -371,6 +415,7 @@ def _train_epoch(
         return _sgd_epoch(model, config, (users_all, items_all, negatives_all), loop.epoch)
     starts = range(0, len(users_all), config.batch_size)
     feedback = _feedback_batches(model, data, len(starts), loop.rng)
+    device = model.device
     bar = progress_bar(starts, enabled=show_progress, desc=f"epoch {loop.epoch}", leave=False, unit="batch")
     ticker = ProgressLog(log, f"epoch {loop.epoch}", len(starts), "batches", bar, enabled=show_progress)
     total = 0.0
@@ -382,7 +427,7 @@ def _train_epoch(
             if not math.isfinite(value):
                 raise TrainingDivergedError(loop.epoch, index, len(starts), value, config.learning_rate)
 
-        value = steps((users_all[batch], items_all[batch], negatives_all[batch], logged), check)
+        value = steps(Batch.of(users_all[batch], items_all[batch], negatives_all[batch], logged, device), check)
         total += value * len(users_all[batch])
         bar.set_postfix(loss=f"{value:.4f}")
         ticker.update(index)
@@ -440,16 +485,14 @@ class _Objective(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(
-        self, users: Tensor, positives: Tensor, negatives: Tensor, feedback: Feedback | None, scale: float | None = None
-    ) -> Tensor:
-        """BPR loss and penalty of the (B,) triplets (times ``scale``), plus the feedback loss."""
-        pos_scores, neg_scores, penalty = self.model.triplet_scores(users, positives, negatives)
-        loss = bpr_loss(pos_scores, neg_scores) + penalty
+    def forward(self, batch: Batch, scale: float | None = None) -> Tensor:
+        """BPR loss and penalty of the batch's triplets (times ``scale``), plus the feedback loss."""
+        pos_scores, neg_scores, penalty = self.model.triplet_scores(batch.users, batch.positives, batch.negatives)
+        loss = bpr_loss(pos_scores.float(), neg_scores.float()) + penalty
         if scale is not None:
             loss = scale * loss
-        if feedback is not None and len(feedback[0]):
-            loss = loss + self.model.frame_feedback_loss(*feedback)
+        if batch.feedback is not None and len(batch.feedback[0]):
+            loss = loss + self.model.frame_feedback_loss(*batch.feedback)
         return loss
 
 
@@ -462,14 +505,15 @@ class _Steps:
     optimizer: torch.optim.Optimizer
     ranks: Ranks
     device: torch.device
+    precision: str  # TrainConfig.precision: the forward pass runs under its autocast
     unreduced: list[nn.Parameter]  # left out of DDP; averaged after the backward pass
 
     def __call__(self, batch: Batch, check: Callable[[float], None]) -> float:
         """The step's loss over the global batch; ``check`` sees it before the weights change."""
         if self.ranks.size > 1:
             return self._rank_step(batch, check)
-        users, positives, negatives, feedback = batch
-        loss = self.objective(torch.as_tensor(users), torch.as_tensor(positives), torch.as_tensor(negatives), feedback)
+        with autocast(self.device, self.precision):
+            loss = self.objective(batch)
         value = float(loss.detach())
         check(value)
         self.optimizer.zero_grad(set_to_none=True)
@@ -478,16 +522,12 @@ class _Steps:
         return value
 
     def _rank_step(self, batch: Batch, check: Callable[[float], None]) -> float:
-        users, positives, negatives, feedback = batch
-        start, stop = distributed.shard_bounds(len(users), self.ranks)
-        scale = distributed.share_scale(stop - start, len(users), self.ranks)
+        start, stop = distributed.shard_bounds(len(batch), self.ranks)
+        scale = distributed.share_scale(stop - start, len(batch), self.ranks)
         if start == stop:  # fewer positives than ranks: a zero-weighted row keeps every rank's backward alike
             start, stop = 0, 1
-        mine, pos, neg = (torch.as_tensor(a[start:stop], device=self.device) for a in (users, positives, negatives))
-        if feedback is not None:
-            logged_users, frames, labels, weights = (t.to(self.device) for t in feedback)
-            feedback = (logged_users, frames, labels, weights)
-        loss = self.objective(mine, pos, neg, feedback, scale)
+        with autocast(self.device, self.precision):
+            loss = self.objective(batch.rows(start, stop), scale)
         total = distributed.start_sum(loss.detach() / self.ranks.size)  # the global batch's loss
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()  # DDP averages the gradients over the ranks here
@@ -498,19 +538,16 @@ class _Steps:
         return value
 
 
-def _steps(model: Recommender, optimizer: torch.optim.Optimizer, ranks: Ranks) -> _Steps:
+def _steps(model: Recommender, optimizer: torch.optim.Optimizer, precision: str, ranks: Ranks) -> _Steps:
     """The step function of ``fit``. Over several ranks the model is replicated with DDP, except
     the frame-feedback head: only the feedback loss reaches it, and in steps without feedback
     rows nothing does, while DDP expects every parameter it holds in every step (or a search for
     unused ones at every step). Its gradients are averaged apart, and when no rank has one (no
     feedback rows) it keeps none, as in one process."""
-    objective, device = _Objective(model), _device(model)
+    objective, device = _Objective(model), model.device
     if ranks.size == 1:
-        return _Steps(objective, optimizer, ranks, device, [])
+        return _Steps(objective, optimizer, ranks, device, precision, [])
     head = model.feedback_head()
     unreduced = list(head.parameters()) if head is not None else []
-    return _Steps(distributed.replicate(objective, device, unreduced), optimizer, ranks, device, unreduced)
-
-
-def _device(model: Recommender) -> torch.device:
-    return next(model.parameters()).device
+    replicated = distributed.replicate(objective, device, unreduced)
+    return _Steps(replicated, optimizer, ranks, device, precision, unreduced)

@@ -154,7 +154,7 @@ def _flat_tensors(state: TrainingState) -> dict[str, Tensor]:
     for index, values in state.optimizer["state"].items():
         tensors |= {f"optimizer.{index}.{name}": v for name, v in values.items() if isinstance(v, Tensor)}
     tensors["torch_rng"] = state.torch_rng
-    return {name: value.detach().clone().contiguous() for name, value in tensors.items()}
+    return {name: value.detach().cpu().clone().contiguous() for name, value in tensors.items()}
 
 
 def _optimizer_json(optimizer: dict[str, Any]) -> dict[str, Any]:

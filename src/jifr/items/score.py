@@ -38,8 +38,8 @@ def scored_new_items(run_dir: Path, model: Recommender, data: PreparedData) -> N
     return new
 
 
-def _features(new: NewItems) -> torch.Tensor:
-    return torch.from_numpy(np.asarray(new.features, dtype=np.float32))
+def _features(model: Recommender, new: NewItems) -> torch.Tensor:
+    return model.on_device(torch.from_numpy(np.asarray(new.features, dtype=np.float32)))
 
 
 @torch.no_grad()
@@ -48,7 +48,8 @@ def new_item_scores(model: Recommender, users: Sequence[int] | np.ndarray, new: 
     user_tensor = torch.as_tensor(np.asarray(users, dtype=np.int64))
     if not len(new) or not len(user_tensor):
         return np.zeros((len(user_tensor), len(new)), dtype=np.float32)
-    scores = model.new_item_scores(user_tensor, _features(new), torch.as_tensor(new.counts)).numpy()
+    counts = model.on_device(torch.as_tensor(new.counts))
+    scores = model.new_item_scores(model.on_device(user_tensor), _features(model, new), counts).cpu().numpy()
     return np.nan_to_num(scores, nan=-np.inf, posinf=np.inf, neginf=-np.inf)
 
 
@@ -63,7 +64,8 @@ def new_frame_orders(
         return []
     pair_users = torch.as_tensor(np.repeat(np.asarray(users, dtype=np.int64), [len(r) for r in rows]))
     slot = torch.as_tensor(np.concatenate(rows))
-    scores = model.new_frame_scores(pair_users, _features(new), slot).numpy()
+    on_device = model.new_frame_scores(model.on_device(pair_users), _features(model, new), model.on_device(slot))
+    scores = on_device.cpu().numpy()
     out, start = [], 0
     for item_rows in rows:
         block = scores[start : start + len(item_rows)]
@@ -80,9 +82,10 @@ def mean_user_new_frames(
     """A new item's frame rows in the mean user's order: each frame's score averaged over the
     ``sample`` of users (the service's mean user), best first, and those mean scores."""
     rows = np.asarray(new.frame_rows(item))
-    pair_users = sample.repeat_interleave(len(rows))
-    slot = torch.as_tensor(np.tile(rows, len(sample)))
-    scores = model.new_frame_scores(pair_users, _features(new), slot).view(len(sample), len(rows)).mean(0).numpy()
+    pair_users = model.on_device(sample.repeat_interleave(len(rows)))
+    slot = model.on_device(torch.as_tensor(np.tile(rows, len(sample))))
+    mean = model.new_frame_scores(pair_users, _features(model, new), slot).view(len(sample), len(rows)).mean(0)
+    scores = mean.cpu().numpy()
     order = np.argsort(-scores, kind="stable")
     return rows[order], scores[order]
 

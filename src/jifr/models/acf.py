@@ -198,7 +198,7 @@ class ACF(Recommender):
             logits, auxiliary = self.history_attention(chunk, terms, self.history[chunk], self.history_mask[chunk])
             alpha = attention_weights(logits, self.history_mask[chunk])
             blocks.append(self.user_embedding(chunk) + (alpha[:, None, :] @ auxiliary).squeeze(1))
-        return torch.cat(blocks) if blocks else torch.zeros(0, self.config.dim)
+        return torch.cat(blocks) if blocks else torch.zeros(0, self.config.dim, device=self.device)
 
     # ---- training and ranking ----------------------------------------------------------------
     def triplet_scores(self, users: Tensor, positives: Tensor, negatives: Tensor) -> tuple[Tensor, Tensor, Tensor]:

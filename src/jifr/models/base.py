@@ -43,8 +43,9 @@ class ModelInputs:
 class ScoreBounds:
     """Bounds on a block of users' scores of every item, and the exact scores of chosen pairs.
 
-    ``lower <= score_all(users) <= upper`` elementwise, both (B, n_items); ``exact(rows, items)``
-    is ``score_all(users)[rows, items]`` (n,), bit for bit, computed for those pairs only.
+    ``lower <= score_all(users) <= upper`` elementwise, both (B, n_items), float32 on the CPU
+    and the caller's to overwrite; ``exact(rows, items)`` is ``score_all(users)[rows, items]``
+    (n,), bit for bit, computed for those pairs only.
     """
 
     lower: Tensor
@@ -99,6 +100,25 @@ class Recommender(nn.Module):
         self.model_name = self.name
         self._item_cache: dict[str, Tensor] | None = None
         self._frame_cache: dict[str, Tensor] | None = None
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model's weights are and its tensors are made (``place``)."""
+        for tensor in (*self.parameters(), *self.buffers()):
+            return tensor.device
+        return self.store.device if hasattr(self, "store") else torch.device("cpu")
+
+    def place(self, device: torch.device) -> Recommender:
+        """Move the weights, buffers and frame store to ``device``; the model then answers there
+        (indices given on any device, results on this one). Caches are dropped."""
+        self._item_cache = self._frame_cache = None
+        if hasattr(self, "store"):
+            self.store.to(device)
+        return self.to(device)
+
+    def on_device(self, index: Tensor) -> Tensor:
+        """``index`` (from the caller, often on the CPU) on the model's device."""
+        return index.to(self.device, non_blocking=True)
 
     def train(self, mode: bool = True) -> Recommender:
         """Set the mode; the item cache is dropped on entering training, but kept by ``eval()``
@@ -202,7 +222,8 @@ class Recommender(nn.Module):
         frame feedback, the frame bias."""
 
         def personal(terms: Tensor, mask: Tensor) -> Tensor:
-            return self.frame_scores_of_terms(users[mask.nonzero()[:, 0]], terms, torch.arange(len(terms)))
+            slot = torch.arange(len(terms), device=terms.device)
+            return self.frame_scores_of_terms(users[mask.nonzero()[:, 0]], terms, slot)
 
         return self._padded_frame_scores(items, personal)
 
@@ -212,7 +233,7 @@ class Recommender(nn.Module):
 
         def mean_personal(terms: Tensor, mask: Tensor) -> Tensor:
             n = len(terms)
-            slot = torch.arange(n).repeat_interleave(len(users))
+            slot = torch.arange(n, device=terms.device).repeat_interleave(len(users))
             return self.frame_scores_of_terms(users.repeat(n), terms, slot).view(n, len(users)).mean(1)
 
         return self._padded_frame_scores(items, mean_personal)
@@ -234,7 +255,7 @@ class Recommender(nn.Module):
             scores = personal(self.frame_terms(features), mask)
             if head is not None:
                 scores = scores + head.bias(frame_rows, features)
-        out = torch.full(mask.shape, float("-inf"))
+        out = torch.full(mask.shape, float("-inf"), device=mask.device)
         out[mask] = scores
         return out
 
@@ -312,7 +333,7 @@ def mean_over_training_items(inputs: ModelInputs, item_values: Tensor) -> Tensor
     train = (inputs.train.csr(inputs.n_users, inputs.n_items) > 0).astype(np.float64)
     counts = np.asarray(train.sum(axis=1)).ravel()
     normalised = sp.diags(1.0 / np.maximum(counts, 1.0)) @ train
-    return torch.from_numpy(normalised @ item_values.double().numpy()).float()
+    return torch.from_numpy(normalised @ item_values.double().cpu().numpy()).float().to(item_values.device)
 
 
 def seeded_generator(seed: int) -> torch.Generator:
@@ -335,7 +356,7 @@ def linear(in_dim: int, out_dim: int, generator: torch.Generator, bias: bool = T
 
 
 def squared_norm(*tensors: Tensor) -> Tensor:
-    return sum((t.pow(2).sum() for t in tensors), torch.zeros(()))
+    return sum((t.pow(2).sum() for t in tensors), torch.zeros((), device=tensors[0].device))
 
 
 def as_index(values: np.ndarray | Tensor) -> Tensor:

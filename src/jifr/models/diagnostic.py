@@ -32,13 +32,15 @@ class MeanUserFrames(Recommender):
         self.model = model.eval()
         self.model_name = f"{model.model_name}@mean_user"
         self.config = {"model": model.model_name, "max_users": max_users, "seed": seed}
-        self.store = FrameStore(data.frames)
+        device = model.device
+        self.store = FrameStore(data.frames, device)
         rng = np.random.default_rng(seed)
         sample = rng.choice(data.n_users, size=min(max_users, data.n_users), replace=False)
-        self.users = torch.as_tensor(np.sort(sample))
+        self.users = torch.as_tensor(np.sort(sample), device=device)
         width = int(self.store.counts.max()) if len(self.store.counts) else 0
-        self.table = torch.full((len(self.store.counts), width), float("-inf"))  # mean frame scores, -inf pads
-        self.filled = torch.zeros(len(self.store.counts), dtype=torch.bool)
+        n_items = len(self.store.counts)
+        self.table = torch.full((n_items, width), float("-inf"), device=device)  # mean frame scores, -inf pads
+        self.filled = torch.zeros(n_items, dtype=torch.bool, device=device)
 
     @torch.no_grad()
     def _fill(self, items: Tensor) -> None:

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from jifr.data.prepared import ItemFrames
+from jifr.device import CPU, product_dtype
 
 ITEM_CHUNK = 2048
 FRAME_CHUNK = 16384
@@ -21,55 +22,80 @@ RESIDENT_LIMIT_BYTES = int(os.environ.get("JIFR_RESIDENT_FEATURES_MB", "4096")) 
 
 class FrameStore:
     """Batched views of the frames of items. Features stay where they are (often a memmap);
-    only the rows a batch needs are read and converted to float32.
+    only the rows a batch needs are read, converted to float32 and put on the store's device
+    (``to``, with the model: ``Recommender.place``).
     """
 
-    def __init__(self, frames: ItemFrames) -> None:
+    def __init__(self, frames: ItemFrames, device: torch.device = CPU) -> None:
         self.frames = frames
-        self.indptr = torch.as_tensor(frames.indptr, dtype=torch.long)
+        self.device = device
+        self.indptr = torch.as_tensor(frames.indptr, dtype=torch.long, device=device)
         self.counts = self.indptr[1:] - self.indptr[:-1]
         self.dim = int(frames.features.shape[1])
         self._in_memory = isinstance(frames.features, np.ndarray) and not isinstance(frames.features, np.memmap)
-        self._scratch = torch.empty(0, self.dim)  # training_features' reused buffer
-        self._resident: Tensor | None = None  # training_features' source, ItemFrames.float32_in_memory
+        self._scratch = torch.empty(0, self.dim, device=device)  # training_features' reused buffer
+        self._resident: Tensor | None = None  # training_features' source: every feature, on the device
+
+    def to(self, device: torch.device) -> FrameStore:
+        """Move the item->frame index to ``device``; reads then land there (the features stay
+        where they are until a training step keeps a copy there, ``training_features``)."""
+        if device != self.device:
+            self.device = device
+            self.indptr, self.counts = self.indptr.to(device), self.counts.to(device)
+            self._scratch, self._resident = torch.empty(0, self.dim, device=device), None
+        return self
 
     @property
     def n_frames(self) -> int:
         return int(self.indptr[-1])
 
     def features(self, rows: Tensor) -> Tensor:
-        """(F, D) float32 features of frame ``rows`` (F,)."""
-        index = rows.numpy()
+        """(F, D) float32 features of frame ``rows`` (F,), on the store's device."""
+        index = rows.cpu().numpy()
         if not self._in_memory:
             # Reading a memmap in increasing row order touches each page once.
             order = np.argsort(index, kind="stable")
             block = np.empty((len(index), self.dim), dtype=np.float32)
             block[order] = self.frames.features[index[order]]
-            return torch.from_numpy(block)
-        return torch.from_numpy(np.asarray(self.frames.features[index], dtype=np.float32))
+            return torch.from_numpy(block).to(self.device)
+        return torch.from_numpy(np.asarray(self.frames.features[index], dtype=np.float32)).to(self.device)
 
     def training_features(self, rows: Tensor) -> Tensor:
         """``features(rows)`` for a training step's single read, faster and with the same values:
-        gathered from the float32 copy of every feature kept in memory (``ItemFrames.float32_in_memory``,
-        made by the first call where it fits ``RESIDENT_LIMIT_BYTES``) into a buffer that the
-        next call overwrites. The step's graph, which holds the result, is freed before the next
-        step reads; autograd refuses a backward through a result that a later read overwrote."""
+        gathered from a copy of every feature kept on the device (float32, or bfloat16 in a step
+        whose products run in bfloat16, ``jifr.device.autocast``; made by the first call where it
+        fits ``RESIDENT_LIMIT_BYTES``) into a buffer that the next call overwrites. The step's
+        graph, which holds the result, is freed before the next step reads; autograd refuses a
+        backward through a result that a later read overwrote."""
+        dtype = product_dtype(self.device)
         if self.n_frames * self.dim * 4 > RESIDENT_LIMIT_BYTES:
-            return self.features(rows)
-        if self._resident is None:
-            with warnings.catch_warnings():  # a read-only array is fine: it is only ever read from
-                warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-                self._resident = torch.from_numpy(self.frames.float32_in_memory())
-        if len(self._scratch) < len(rows):  # grown with headroom: steps differ in their frame counts
-            self._scratch = torch.empty(len(rows) + len(rows) // 4, self.dim)
+            return self.features(rows).to(dtype)
+        if self._resident is None or self._resident.dtype != dtype:
+            self._resident = None  # one copy at a time
+            self._resident = self._resident_copy(dtype)
+        if len(self._scratch) < len(rows) or self._scratch.dtype != dtype:  # grown with headroom
+            self._scratch = torch.empty(len(rows) + len(rows) // 4, self.dim, dtype=dtype, device=self.device)
         out = self._scratch[: len(rows)]
         return torch.index_select(self._resident, 0, rows, out=out)
+
+    def _resident_copy(self, dtype: torch.dtype) -> Tensor:
+        """Every feature as ``dtype`` on the device: float32 from ``ItemFrames.float32_in_memory``
+        (kept with the frames), other types converted block by block from the features as stored."""
+        if dtype == torch.float32:
+            with warnings.catch_warnings():  # a read-only array is fine: it is only ever read from
+                warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+                return torch.from_numpy(self.frames.float32_in_memory()).to(self.device)
+        copy = torch.empty(self.n_frames, self.dim, dtype=dtype, device=self.device)
+        for start in range(0, self.n_frames, FRAME_CHUNK):
+            block = np.asarray(self.frames.features[start : start + FRAME_CHUNK], dtype=np.float32)
+            copy[start : start + len(block)] = torch.from_numpy(block).to(self.device, dtype)
+        return copy
 
     def padded_frames(self, items: Tensor) -> tuple[Tensor, Tensor]:
         """(B, F_max) frame rows of ``items`` (B,) and the (B, F_max) mask of real frames."""
         counts = self.counts[items]
         width = int(counts.max()) if len(items) else 0
-        slots = torch.arange(width)
+        slots = torch.arange(width, device=counts.device)
         mask = slots[None, :] < counts[:, None]
         rows = torch.where(mask, self.indptr[items][:, None] + slots[None, :], 0)
         return rows, mask
@@ -77,27 +103,30 @@ class FrameStore:
     def item_means(self) -> Tensor:
         """(n_items, D) mean feature of each item's frames, read one chunk of items at a time."""
         means = []
+        indptr = self.frames.indptr
         for chunk in self.item_chunks():
-            first, last = int(self.indptr[chunk[0]]), int(self.indptr[chunk[-1] + 1])
+            first, last = int(indptr[int(chunk[0])]), int(indptr[int(chunk[-1]) + 1])
             block = np.asarray(self.frames.features[first:last], dtype=np.float32)
-            offsets = (self.indptr[chunk] - first).numpy()
-            means.append(torch.from_numpy(np.add.reduceat(block, offsets, axis=0)) / self.counts[chunk, None])
-        return torch.cat(means) if means else torch.zeros(0, self.dim)
+            summed = np.add.reduceat(block, indptr[chunk.cpu().numpy()] - first, axis=0)
+            means.append(torch.from_numpy(summed).to(self.device) / self.counts[chunk, None])
+        return torch.cat(means) if means else torch.zeros(0, self.dim, device=self.device)
 
     def frame_blocks(self) -> list[Tensor]:
         """Consecutive blocks of frame rows covering every frame in order."""
-        return [torch.arange(s, min(s + FRAME_CHUNK, self.n_frames)) for s in range(0, self.n_frames, FRAME_CHUNK)]
+        n = self.n_frames
+        return [torch.arange(s, min(s + FRAME_CHUNK, n), device=self.device) for s in range(0, n, FRAME_CHUNK)]
 
     def item_chunks(self) -> list[Tensor]:
         n_items = len(self.counts)
-        return [torch.arange(s, min(s + ITEM_CHUNK, n_items)) for s in range(0, n_items, ITEM_CHUNK)]
+        chunks = range(0, n_items, ITEM_CHUNK)
+        return [torch.arange(s, min(s + ITEM_CHUNK, n_items), device=self.device) for s in chunks]
 
 
 def frame_mask(counts: Tensor) -> Tensor:
     """(n, F_max) mask of real frames of items with ``counts`` (n,) frames each, frames laid out
     item after item (the layout of ``FrameStore.padded_frames``)."""
     width = int(counts.max()) if len(counts) else 0
-    return torch.arange(width)[None, :] < counts[:, None]
+    return torch.arange(width, device=counts.device)[None, :] < counts[:, None]
 
 
 def frame_means(values: Tensor, counts: Tensor) -> Tensor:
@@ -115,7 +144,11 @@ def masked_softmax(logits: Tensor, mask: Tensor) -> Tensor:
 def scatter_rows(values: Tensor, mask: Tensor) -> Tensor:
     """(B, F, d) tensor holding ``values`` (n, d) at the True cells of ``mask`` (B, F), zeros elsewhere.
 
-    Padding plus masks (rather than index_add) keeps training bit-for-bit reproducible on CPU.
+    Each cell is written once (``index_copy``), and its backward reads each cell once
+    (``index_select``), so training stays bit-for-bit reproducible on CPU, unlike a scatter that
+    adds; it is also many times faster than ``masked_scatter``, whose backward selects through
+    a broadcast mask.
     """
-    out = values.new_zeros(*mask.shape, values.shape[-1])
-    return out.masked_scatter(mask[..., None], values)
+    cells = mask.flatten().nonzero().squeeze(1)
+    out = values.new_zeros(mask.numel(), values.shape[-1]).index_copy(0, cells, values)
+    return out.view(*mask.shape, values.shape[-1])

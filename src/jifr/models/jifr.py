@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from jifr.device import CPU
 from jifr.models import rating_attention
 from jifr.models.base import (
     FrameCache,
@@ -48,6 +49,7 @@ FLOAT32_EPS = torch.finfo(torch.float32).eps
 # r_ai = c + beta (c' - c) and its bounds are each within three roundings of their exact values;
 # this many float32 epsilons of a bound on |c| and |c'| cover them with room to spare.
 ROUNDING_SLACK = 8 * FLOAT32_EPS
+BLOCK_BUDGET = 2**26  # values of the (users x items x hidden) ReLU input at once, off the CPU
 
 
 @dataclass(frozen=True)
@@ -138,17 +140,25 @@ class JIFR(Recommender):
         rows, mask = self.store.padded_frames(items)  # each frame the batch needs, once
         read = self.store.training_features if self.training else self.store.features
         features = read(rows[mask])
-        projected = self.projection(features)
-        return self._attended_visual(self.item_collab(items), features, projected, mask), features, projected
+        projected, frame_inputs = self._frame_projections(features)
+        return self._attend(self.item_collab(items), projected, frame_inputs, mask), features, projected
 
     def attended_visual(self, item_collab: Tensor, features: Tensor, mask: Tensor) -> Tensor:
         """(n, d2) x_i of eq. (5) from v_i (n, d1) and the features (F, D) of the items' frames,
         which fill the True cells of ``mask`` (n, F_max) row by row."""
-        return self._attended_visual(item_collab, features, self.projection(features), mask)
+        return self._attend(item_collab, *self._frame_projections(features), mask)
 
-    def _attended_visual(self, item_collab: Tensor, features: Tensor, projected: Tensor, mask: Tensor) -> Tensor:
-        """``attended_visual`` given the frames' P c_j (F, d2)."""
-        alpha = self.content_weights(item_collab, scatter_rows(self.attention_input(features), mask), mask)
+    def _frame_projections(self, features: Tensor) -> tuple[Tensor, Tensor]:
+        """P c_j (F, d2) and W0 c_j (F, d0) of frames with ``features`` (F, D), eqs. (5) and (6),
+        in one product with [P; W0] (one pass over the features, and one for the weights'
+        gradients: the same values as two products, faster), as float32."""
+        weights = torch.cat([self.projection.weight, self.attention_input.weight])
+        both = F.linear(features, weights)
+        return both[:, : self.config.visual_dim].float(), both[:, self.config.visual_dim :].float()
+
+    def _attend(self, item_collab: Tensor, projected: Tensor, frame_inputs: Tensor, mask: Tensor) -> Tensor:
+        """x_i = sum_j alpha_ij P c_j, eq. (5), given the frames' P c_j and W0 c_j (F, d)."""
+        alpha = self.content_weights(item_collab, scatter_rows(frame_inputs, mask), mask)
         return (alpha[..., None] * scatter_rows(projected, mask)).sum(1)
 
     def content_weights(self, item_collab: Tensor, frame_inputs: Tensor, mask: Tensor) -> Tensor:
@@ -166,7 +176,7 @@ class JIFR(Recommender):
         of real frames. With content_attention="avg" every logit is 0 (alpha is uniform)."""
         rows, mask = self.store.padded_frames(items)
         if self.config.content_attention == "avg":
-            return torch.zeros(mask.shape), mask
+            return torch.zeros(mask.shape, device=mask.device), mask
         frame_inputs = scatter_rows(self.attention_input(self.store.features(rows[mask])), mask)
         return self._content_logits(self.item_collab(items), frame_inputs), mask
 
@@ -174,7 +184,7 @@ class JIFR(Recommender):
         """(B,) beta_ai2 of eq. (10), the weight of the visual score w_a.x_i in r_ai (1/2 with
         rating_attention="avg")."""
         if self.config.rating_attention == "avg":
-            return torch.full((len(users),), 0.5)
+            return torch.full((len(users),), 0.5, device=users.device)
         u, w, v, x = self.user_collab(users), self.user_visual(users), self.item_collab(items), self.item_visual(items)
         collab_logit, visual_logit = self._rating_logits(u, w, v, x)
         return torch.sigmoid(visual_logit - collab_logit)
@@ -251,9 +261,9 @@ class JIFR(Recommender):
             visual.append(x)
             if frames is not None and features is not None:
                 first, end = int(self.store.indptr[chunk[0]]), int(self.store.indptr[chunk[-1] + 1])
-                frames.add(torch.arange(first, end), features, projected)
+                frames.add(torch.arange(first, end, device=self.device), features, projected)
         cache = {"collab": self.item_collab.weight.detach()}
-        cache["visual"] = torch.cat(visual) if visual else torch.zeros(0, self.config.visual_dim)
+        cache["visual"] = torch.cat(visual) if visual else torch.zeros(0, self.config.visual_dim, device=self.device)
         cache |= frames.entries() if frames is not None else {}
         if self.config.rating_attention == "att":
             _, w2_item = self._split_w2()
@@ -277,14 +287,14 @@ class JIFR(Recommender):
         (``_visual_weight_range``), so between u_a.v_i and w_a.x_i at worst; ``exact`` runs the
         attention on the pairs asked for. Without rating attention the score is a sum of two dot
         products and needs no bounds."""
-        if self.config.rating_attention == "avg":
-            return None
+        if self.config.rating_attention == "avg" or self.device.type != "cpu":
+            return None  # off the CPU, score_all's attention runs in torch on the device: no bounds
         cache = self.item_cache()
         collab, visual = self._dot_products(users)
         collab_user, visual_user = self._user_parts(users)
 
         def exact(rows: Tensor, items: Tensor) -> Tensor:
-            out = torch.empty(len(rows))
+            out = torch.empty(len(rows), device=CPU)  # the compiled loop's output
             w2 = self.rating_out.weight[0]
             arrays = _arrays(collab[rows, items], visual[rows, items], rows, items, collab_user, visual_user)
             arrays += [*_arrays(cache["collab_w2"], cache["visual_w2"], w2), out.numpy()]  # out: written in place
@@ -346,9 +356,13 @@ class JIFR(Recommender):
         w_a.x_i are ``collab`` and ``visual`` (B, N), from the user parts of W2 (``_user_parts``,
         (B, hidden_dim)) and its item parts (hidden_dim, N), in the compiled loop that also
         gives ``score_bounds``' exact scores (``jifr.models.rating_attention``), so that the
-        two agree bit for bit."""
-        out = torch.empty(collab.shape)
-        arrays = _arrays(collab, visual, collab_user, visual_user, collab_item, visual_item, self.rating_out.weight[0])
+        two agree bit for bit. Off the CPU, the same equations in torch on the device, a block
+        of items at a time."""
+        inputs = (collab, visual, collab_user, visual_user, collab_item, visual_item, self.rating_out.weight[0])
+        if collab.device.type != "cpu":
+            return _attended_blocks(*inputs)
+        out = torch.empty(collab.shape, device=CPU)
+        arrays = _arrays(*inputs)
         arrays.append(out.numpy())  # written in place
         rating_attention.grid(*arrays)
         return out
@@ -376,7 +390,7 @@ class JIFR(Recommender):
     def new_item_scores(self, users: Tensor, features: Tensor, counts: Tensor) -> Tensor:
         """Eq. (8) for items without interactions, v_i = 0: the operations ``score_all`` applies
         to a catalogue item whose v_i is 0 (see ``new_item_score``), (B, n_new)."""
-        item_collab = torch.zeros(len(counts), self.config.collab_dim)  # v_i = 0
+        item_collab = torch.zeros(len(counts), self.config.collab_dim, device=features.device)  # v_i = 0
         if self.config.content_attention == "avg":
             x = self.projection(frame_means(features, counts))  # eq. (1)
         else:
@@ -393,6 +407,27 @@ def _arrays(*tensors: Tensor) -> list[np.ndarray]:
     """C-contiguous NumPy views (copies where needed) of detached tensors, the compiled loops'
     inputs (their output is written in place: never passed through here)."""
     return [np.ascontiguousarray(t.detach().numpy()) for t in tensors]
+
+
+def _attended_blocks(
+    collab: Tensor,
+    visual: Tensor,
+    collab_user: Tensor,
+    visual_user: Tensor,
+    collab_item: Tensor,
+    visual_item: Tensor,
+    w2: Tensor,
+) -> Tensor:
+    """``JIFR._attended_grid`` in torch, for a model on a GPU: eqs. (8)-(10) over blocks of items
+    small enough that the (B, block, hidden_dim) ReLU input stays within ``BLOCK_BUDGET`` values."""
+    out = torch.empty_like(collab)
+    block = max(1, BLOCK_BUDGET // max(collab.shape[0] * len(w2), 1))
+    for start in range(0, collab.shape[1], block):
+        items = slice(start, start + block)
+        collab_logit = F.relu(collab_user[:, None, :] + collab_item[:, items].T[None]) @ w2
+        visual_logit = F.relu(visual_user[:, None, :] + visual_item[:, items].T[None]) @ w2
+        out[:, items] = mix(collab[:, items], visual[:, items], torch.sigmoid(visual_logit - collab_logit))
+    return out
 
 
 def mix(collab: Tensor, visual: Tensor, beta_visual: Tensor) -> Tensor:

@@ -53,5 +53,5 @@ class RandomFrames(Recommender):
 
     def score_frames(self, users: Tensor, items: Tensor) -> Tensor:
         _, mask = self.store.padded_frames(items)
-        scores = torch.rand(mask.shape, generator=self.generator)
+        scores = torch.rand(mask.shape, generator=self.generator).to(mask.device)  # the same draws anywhere
         return scores.masked_fill(~mask, float("-inf"))

@@ -10,10 +10,10 @@ W2's user half (plus its bias) applied to u_a and w_a and its item half to v_i a
 Every pair takes exactly these operations in this order, whichever function scores it, so a
 pair's score has the same bits in any batch: ``score_all`` (``grid``) and the exact scores of
 the pairs that top-K ranking asks for (``pairs``) agree bit for bit. No fastmath: the sum is
-not reassociated and no multiply-add is fused. ``grid`` runs the hidden units in the outer loop
-and the items in the inner one, which LLVM vectorises across items without changing any pair's
-order of operations. A ReLU keeps NaN (``x < 0`` is false for NaN), so a NaN weight gives a NaN
-score, which ranking counts as -inf.
+not reassociated and no multiply-add is fused. ``grid``, and ``pairs`` for each user's run of
+pairs, run the hidden units in the outer loop and the items in the inner one, which LLVM
+vectorises across items without changing any pair's order of operations. A ReLU keeps NaN
+(``x < 0`` is false for NaN), so a NaN weight gives a NaN score, which ranking counts as -inf.
 
 The loops run on one thread and keep the GIL: in a service, a short loop that released it
 would then wait for other threads to hand it back (``bench/bench_load.py`` served 277 requests/s
@@ -94,10 +94,31 @@ def pairs(
 ) -> None:
     """``out`` (P,) = r_ai of the pairs (``rows[p]``, ``items[p]``): ``collab`` and ``visual``
     (P,) their dot products, ``collab_user`` and ``visual_user`` (B, H) indexed by ``rows``,
-    ``collab_item`` and ``visual_item`` (H, N) indexed by ``items``; the operations of ``grid``."""
-    for p in range(rows.shape[0]):
-        a, i = rows[p], items[p]
-        gap = np.float32(0)
+    ``collab_item`` and ``visual_item`` (H, N) indexed by ``items``; the operations of ``grid``.
+    Pairs of one user that follow each other (ranking lists them user by user) are taken as one
+    run, the hidden units outside and the pairs inside, as ``grid`` does: for each unit the run's
+    item parts are gathered into a contiguous buffer, which the loop over the pairs reads in
+    order (it vectorises); each pair's sum still runs over the units in the same order."""
+    n_pairs = rows.shape[0]
+    gap = np.empty(n_pairs, dtype=np.float32)
+    collab_run = np.empty(n_pairs, dtype=np.float32)  # one unit's item parts of a run's items
+    visual_run = np.empty(n_pairs, dtype=np.float32)
+    start = 0
+    while start < n_pairs:
+        a = rows[start]
+        end = start + 1
+        while end < n_pairs and rows[end] == a:
+            end += 1
+        length = end - start
+        run = gap[:length]
+        run[:] = 0
         for h in range(w2.shape[0]):
-            gap = gap + _unit_term(w2[h], collab_user[a, h], collab_item[h, i], visual_user[a, h], visual_item[h, i])
-        out[p] = _mixed(collab[p], visual[p], gap)
+            weight, cu, vu = w2[h], collab_user[a, h], visual_user[a, h]
+            for q in range(length):
+                i = items[start + q]
+                collab_run[q], visual_run[q] = collab_item[h, i], visual_item[h, i]
+            for q in range(length):
+                run[q] = run[q] + _unit_term(weight, cu, collab_run[q], vu, visual_run[q])
+        for q in range(length):
+            out[start + q] = _mixed(collab[start + q], visual[start + q], run[q])
+        start = end

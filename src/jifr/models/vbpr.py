@@ -100,7 +100,7 @@ class VBPR(Recommender):
         return self._pair_scores(users, *self._item_terms(items))
 
     def compute_item_cache(self) -> dict[str, Tensor]:
-        v, x, b = self._item_terms(torch.arange(self.item_features.shape[0]))
+        v, x, b = self._item_terms(torch.arange(self.item_features.shape[0], device=self.device))
         return {"collab": v, "visual": x, "bias": b}
 
     def score_all(self, users: Tensor) -> Tensor:

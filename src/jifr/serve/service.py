@@ -95,10 +95,11 @@ class Service:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
-    def load(cls, run_dir: str | Path) -> Service:
-        """Load a run (``jifr train``) for serving; a missing or damaged run is a DataError."""
+    def load(cls, run_dir: str | Path, device: torch.device | None = None) -> Service:
+        """Load a run (``jifr train``) for serving, its model on ``device`` (default: the CPU);
+        a missing or damaged run is a DataError."""
         run_dir = Path(run_dir)
-        model, data, description = load_checkpoint(run_dir)
+        model, data, description = load_checkpoint(run_dir, device=device)
         if not model.ranks_items:
             raise DataError(run_dir, f"{model.model_name} does not rank items; serving needs a model that does")
         frames = data.frame_table()

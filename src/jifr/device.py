@@ -1,0 +1,65 @@
+"""Where models run and in what precision: ``--device cpu|cuda|auto`` and ``--precision fp32|bf16``.
+
+A model is built on the CPU (its seeded initialisation is the same everywhere) and then placed
+on its device with ``Recommender.place``; every tensor it creates afterwards is created there.
+``bf16`` runs the step's matrix products in bfloat16 under ``torch.autocast`` (weights, their
+gradients and the optimizer stay float32); scoring and evaluation stay float32.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+
+import torch
+
+CPU = torch.device("cpu")
+DEVICES = ("cpu", "cuda", "auto")
+PRECISIONS = ("fp32", "bf16")
+
+
+def resolve_device(name: str) -> torch.device:
+    """The torch device that ``name`` asks for: ``cpu``, ``cuda``, ``cuda:N`` or ``auto`` (a GPU
+    where CUDA is available, else the CPU). In a process that torchrun started, ``cuda`` and
+    ``auto`` mean the process's own GPU (``LOCAL_RANK``). ValueError for anything else, and for
+    a GPU that this machine does not have."""
+    spec = name.strip().lower()
+    if spec == "auto":
+        spec = "cuda" if torch.cuda.is_available() else "cpu"
+    if spec == "cuda" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        spec = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+    if spec == "cpu":
+        return torch.device("cpu")
+    kind, _, index = spec.partition(":")
+    if kind != "cuda" or (index and not index.isdigit()):
+        raise ValueError(f"device must be cpu, cuda, cuda:N or auto, got {name!r}")
+    if not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} asked for, but this machine has no CUDA GPU (torch {torch.__version__})")
+    if index and int(index) >= torch.cuda.device_count():
+        raise ValueError(f"device {name!r} asked for, but this machine has {torch.cuda.device_count()} CUDA GPU(s)")
+    return torch.device(spec)
+
+
+def check_precision(precision: str) -> None:
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+
+
+def product_dtype(device: torch.device) -> torch.dtype:
+    """The type matrix products on ``device`` run in here: bfloat16 inside ``autocast`` with
+    bf16, else float32."""
+    if torch.is_autocast_enabled(device.type):
+        return torch.get_autocast_dtype(device.type)
+    return torch.float32
+
+
+@contextlib.contextmanager
+def autocast(device: torch.device, precision: str) -> Iterator[None]:
+    """Matrix products in bfloat16 on ``device`` with ``precision="bf16"``; nothing with fp32."""
+    check_precision(precision)
+    if precision == "fp32":
+        yield
+        return
+    with torch.autocast(device_type=device.type, dtype=torch.bfloat16):
+        yield
