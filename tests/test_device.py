@@ -146,16 +146,32 @@ def test_devices_resolve_or_say_why_not() -> None:
             resolve_device("cuda")
 
 
-def test_train_refuses_a_device_it_does_not_have_before_writing(tiny: PreparedData, tmp_path: Path) -> None:
+def test_commands_refuse_a_device_they_do_not_have_before_writing(
+    tiny: PreparedData, tiny_dir: Path, tmp_path: Path
+) -> None:
+    """train, evaluate, compare and serve take --device; one the machine lacks is exit code 2
+    with one message, before any output is written or any server starts."""
     runner = CliRunner()
-    out = tmp_path / "run"
-    result = runner.invoke(app, ["train", str(tiny.directory), "--out", str(out), "--model", "bpr", "--device", "tpu"])
-    assert result.exit_code == 2 and "device must be cpu, cuda, cuda:N or auto" in result.output
-    result = runner.invoke(
-        app,
-        ["train", str(tiny.directory), "--out", str(out), "--model", "bpr", "--optimizer", "sgd", "--device", "cpu"],
-    )
+    missing = "cuda:7" if torch.cuda.is_available() else "cuda"
+    why = "CUDA GPU(s)" if torch.cuda.is_available() else "this machine has no CUDA GPU"
+    run = tmp_path / "run"
+    train = ["train", str(tiny.directory), "--out", str(run), "--model", "bpr", "--epochs", "1"]
+    for device, message in (("tpu", "device must be cpu, cuda, cuda:N or auto, got 'tpu'"), (missing, why)):
+        result = runner.invoke(app, [*train, "--device", device])
+        assert result.exit_code == 2 and message in result.output and not run.exists(), result.output
+    result = runner.invoke(app, [*train, "--optimizer", "sgd", "--device", "cpu"])
     assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["evaluate", str(run), "--protocol", "item_full", "--device", "cpu"])
+    assert result.exit_code == 0 and "item_full" in result.output, result.output
+    for command in (["evaluate", str(run), "--out", str(tmp_path / "results")], ["serve", str(run)]):
+        result = runner.invoke(app, [*command, "--device", "tpu"])
+        assert result.exit_code == 2 and "device must be" in result.output, result.output
+    assert not (tmp_path / "results.json").exists()
+    compare = ["compare", str(tiny_dir), "--out", str(tmp_path / "cmp"), "--models", "bpr", "--seeds", "0"]
+    result = runner.invoke(app, [*compare, "--device", "tpu"])
+    assert result.exit_code == 2 and "device must be" in result.output and not (tmp_path / "cmp").exists()
+    result = runner.invoke(app, [*compare, "--optimizer", "sgd", "--device", missing])
+    assert result.exit_code == 2 and not (tmp_path / "cmp").exists(), result.output
     bad = runner.invoke(app, ["train", str(tiny.directory), "--out", str(tmp_path / "p"), "--precision", "fp8"])
     assert bad.exit_code == 2 and "precision must be one of fp32, bf16" in bad.output
     assert not (tmp_path / "p").exists()
