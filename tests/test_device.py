@@ -149,8 +149,8 @@ def test_devices_resolve_or_say_why_not() -> None:
 def test_commands_refuse_a_device_they_do_not_have_before_writing(
     tiny: PreparedData, tiny_dir: Path, tmp_path: Path
 ) -> None:
-    """train, evaluate, compare and serve take --device; one the machine lacks is exit code 2
-    with one message, before any output is written or any server starts."""
+    """train, evaluate, compare, tune and serve take --device; one the machine lacks is exit
+    code 2 with one message, before any output is written or any server starts."""
     runner = CliRunner()
     missing = "cuda:7" if torch.cuda.is_available() else "cuda"
     why = "CUDA GPU(s)" if torch.cuda.is_available() else "this machine has no CUDA GPU"
@@ -172,6 +172,9 @@ def test_commands_refuse_a_device_they_do_not_have_before_writing(
     assert result.exit_code == 2 and "device must be" in result.output and not (tmp_path / "cmp").exists()
     result = runner.invoke(app, [*compare, "--optimizer", "sgd", "--device", missing])
     assert result.exit_code == 2 and not (tmp_path / "cmp").exists(), result.output
+    tune = ["tune", str(tiny_dir), "--out", str(tmp_path / "tune"), "--models", "bpr", "--device", "tpu"]
+    result = runner.invoke(app, tune)
+    assert result.exit_code == 2 and "device must be" in result.output and not (tmp_path / "tune").exists()
     bad = runner.invoke(app, ["train", str(tiny.directory), "--out", str(tmp_path / "p"), "--precision", "fp8"])
     assert bad.exit_code == 2 and "precision must be one of fp32, bf16" in bad.output
     assert not (tmp_path / "p").exists()

@@ -482,6 +482,8 @@ def tune(
     batch_size: Annotated[int, typer.Option(help="Positives per Adam step.")] = 1024,
     patience: Annotated[int, typer.Option(help="Validations without improvement before stopping.")] = 5,
     optimizer: Optimizer = "adam",
+    device: Device = "cpu",
+    precision: Precision = "fp32",
     feedback_share: FeedbackShare = 1.0,
     progress: Annotated[bool, typer.Option(help="Progress bars on a terminal (log lines otherwise).")] = True,
     force: Annotated[
@@ -493,6 +495,7 @@ def tune(
     never evaluated. Writes OUT/tune.{md,json} and OUT/best-settings.json, for
     `jifr compare --settings-from`. An interrupted tune resumes; finished trials are reused."""
     from jifr.data.prepare import PrepareConfig
+    from jifr.device import resolve_device
     from jifr.train import TrainConfig
     from jifr.tune import TuneConfig, format_tune, run_tune
 
@@ -501,10 +504,13 @@ def tune(
         trials=trials,
         seeds=tuple(int(s) for s in seeds.split(",") if s.strip()),
         search_seed=search_seed,
-        train=TrainConfig(epochs=epochs, batch_size=batch_size, patience=patience, optimizer=optimizer),
+        train=TrainConfig(
+            epochs=epochs, batch_size=batch_size, patience=patience, optimizer=optimizer, precision=precision
+        ),
         prepare=PrepareConfig(frame_feedback_share=feedback_share),
     )
-    summary = run_tune(source, out, config, force=force, show_progress=progress, report=typer.echo)
+    placed = resolve_device(device)
+    summary = run_tune(source, out, config, force=force, show_progress=progress, report=typer.echo, device=placed)
     typer.echo(format_tune(summary))
     typer.echo(f"wrote {out / 'tune.md'}, {out / 'tune.json'} and {out / 'best-settings.json'}")
 

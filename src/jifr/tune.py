@@ -46,15 +46,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from jifr.compare import TABLE2_MODELS, TRAIN_SETTINGS, CompareConfig, RunRecord, run_once
 from jifr.data.prepare import PrepareConfig, prepare_dataset
 from jifr.data.prepared import PreparedData
+from jifr.device import CPU
 from jifr.errors import TrainingDivergedError
 from jifr.models import MODELS, model_config
 from jifr.outputs import open_output_directory, write_json_atomic, write_text_atomic
 from jifr.results import provenance
-from jifr.train import TrainConfig
+from jifr.train import TrainConfig, check_optimizer
 
 log = logging.getLogger(__name__)
 
@@ -178,10 +180,14 @@ def run_tune(
     force: bool = False,
     show_progress: bool = True,
     report: Report = log.info,
+    device: torch.device = CPU,
 ) -> dict[str, Any]:
-    """Tune ``config.models`` on dataset ``source``; writes ``out`` (see the module docstring) and
-    returns what tune.json holds. ``out`` is new, empty or an earlier tune to continue (``force``:
-    replace it). ``report`` receives the search spaces and one line per trial."""
+    """Tune ``config.models`` on dataset ``source``, the models on ``device``; writes ``out`` (see
+    the module docstring) and returns what tune.json holds. ``out`` is new, empty or an earlier
+    tune to continue (``force``: replace it). ``report`` receives the search spaces and one line
+    per trial."""
+    if config.train.optimizer == "sgd":
+        check_optimizer("bpr", config.train, 1, device)  # before anything is written
     out = open_output_directory(out, "tune", reuse=not force, force=force, inputs=[source])
     base = config.compare_config(config.models[0], {})
     prepared = {
@@ -196,7 +202,7 @@ def run_tune(
         trials = summary["models"].setdefault(name, {"best_trial": 0, "trials": []})["trials"]
         for trial in range(config.trials):
             settings = trial_settings(name, spaces[name], trial, config.search_seed, config.train)
-            trials.append(_run_trial(name, trial, settings, prepared, config, out, show_progress))
+            trials.append(_run_trial(name, trial, settings, prepared, config, out, show_progress, device))
             summary["models"][name]["best_trial"] = _best(trials)
             report(format_trial(name, trials[-1], config.trials))
             _write(out, summary)
@@ -211,6 +217,7 @@ def _run_trial(
     config: TuneConfig,
     out: Path,
     show_progress: bool,
+    device: torch.device,
 ) -> dict[str, Any]:
     compare_config = config.compare_config(name, settings)
     trial_dir = out / "runs" / name / f"trial-{trial:02d}"
@@ -222,7 +229,7 @@ def _run_trial(
         for seed, data in prepared.items():
             results = trial_dir / f"seed-{seed}" / f"{name}.json"
             before = results.stat().st_mtime_ns if results.exists() else None
-            records.append(run_once(name, seed, data, compare_config, results.parent, show_progress))
+            records.append(run_once(name, seed, data, compare_config, results.parent, show_progress, device))
             reused.append(before is not None and results.stat().st_mtime_ns == before)
     except TrainingDivergedError as exc:  # a point of the search, not the end of the tune
         seconds = time.perf_counter() - started
