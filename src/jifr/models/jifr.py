@@ -296,17 +296,18 @@ class JIFR(Recommender):
         def exact(rows: Tensor, items: Tensor) -> Tensor:
             out = torch.empty(len(rows), device=CPU)  # the compiled loop's output
             w2 = self.rating_out.weight[0]
-            arrays = _arrays(collab[rows, items], visual[rows, items], rows, items, collab_user, visual_user)
+            arrays = _arrays(collab, visual, rows, items, collab_user, visual_user)
             arrays += [*_arrays(cache["collab_w2"], cache["visual_w2"], w2), out.numpy()]  # out: written in place
             rating_attention.pairs(*arrays)
             return out
 
         beta_low, beta_high = self._visual_weight_range(collab_user, visual_user)
         slack = ROUNDING_SLACK * self._largest_dot_product(users)
-        difference = visual - collab
-        at_low, at_high = difference * beta_low, difference.mul_(beta_high)
-        lower = torch.minimum(at_low, at_high).add_(collab).sub_(slack)
-        return ScoreBounds(lower, torch.maximum(at_low, at_high).add_(collab).add_(slack), exact)
+        lower, upper = torch.empty(collab.shape, device=CPU), torch.empty(collab.shape, device=CPU)
+        inputs = _arrays(collab, visual, beta_low[:, 0], beta_high[:, 0], slack[:, 0])
+        inputs += [lower.numpy(), upper.numpy()]  # written in place
+        rating_attention.bounds(*inputs)
+        return ScoreBounds(lower, upper, exact)
 
     def _largest_dot_product(self, users: Tensor) -> Tensor:
         """(B, 1) a bound on |u_a.v_i| and |w_a.x_i| over all items (Cauchy-Schwarz), for the

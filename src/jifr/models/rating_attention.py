@@ -93,7 +93,7 @@ def pairs(
     out: np.ndarray,
 ) -> None:
     """``out`` (P,) = r_ai of the pairs (``rows[p]``, ``items[p]``): ``collab`` and ``visual``
-    (P,) their dot products, ``collab_user`` and ``visual_user`` (B, H) indexed by ``rows``,
+    (B, N) the dot products of every pair, ``collab_user`` and ``visual_user`` (B, H) indexed by ``rows``,
     ``collab_item`` and ``visual_item`` (H, N) indexed by ``items``; the operations of ``grid``.
     Pairs of one user that follow each other (ranking lists them user by user) are taken as one
     run, the hidden units outside and the pairs inside, as ``grid`` does: for each unit the run's
@@ -120,5 +120,42 @@ def pairs(
             for q in range(length):
                 run[q] = run[q] + _unit_term(weight, cu, collab_run[q], vu, visual_run[q])
         for q in range(length):
-            out[start + q] = _mixed(collab[start + q], visual[start + q], run[q])
+            i = items[start + q]
+            out[start + q] = _mixed(collab[a, i], visual[a, i], run[q])
         start = end
+
+
+@njit(cache=True)
+def bounds(
+    collab: np.ndarray,
+    visual: np.ndarray,
+    beta_low: np.ndarray,
+    beta_high: np.ndarray,
+    slack: np.ndarray,
+    lower: np.ndarray,
+    upper: np.ndarray,
+) -> None:
+    """``lower`` and ``upper`` (B, N): r_ai = c + beta (s - c) at beta_low[a] and beta_high[a],
+    the smaller minus ``slack[a]`` and the larger plus it, from the dot products ``collab`` (c)
+    and ``visual`` (s), (B, N); one pass, each value in float32 as its own operation. A NaN
+    dot product gives NaN bounds, which ranking widens to (-inf, inf)."""
+    for a in range(collab.shape[0]):
+        low, high, margin = beta_low[a], beta_high[a], slack[a]
+        for i in range(collab.shape[1]):
+            c = collab[a, i]
+            difference = visual[a, i] - c
+            at_low, at_high = difference * low, difference * high
+            lower[a, i] = (_least(at_low, at_high) + c) - margin
+            upper[a, i] = (_greatest(at_low, at_high) + c) + margin
+
+
+@njit(cache=True, inline="always")
+def _least(a: np.float32, b: np.float32) -> np.float32:
+    """The smaller of a and b, NaN where either is NaN (as ``torch.minimum``)."""
+    return a if (a < b or a != a) else b
+
+
+@njit(cache=True, inline="always")
+def _greatest(a: np.float32, b: np.float32) -> np.float32:
+    """The larger of a and b, NaN where either is NaN (as ``torch.maximum``)."""
+    return a if (a > b or a != a) else b
