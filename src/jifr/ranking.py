@@ -134,9 +134,10 @@ def _top_k_of_bounds(
         candidate_counts(upper_array, threshold[:, 0].contiguous().numpy(), counts)
     offsets = np.zeros(len(upper) + 1, dtype=np.int64)
     np.cumsum(counts, out=offsets[1:])
-    rows, items = np.empty(offsets[-1], dtype=np.int64), np.empty(offsets[-1], dtype=np.int64)
-    candidates(upper_array, threshold[:, 0].contiguous().numpy(), offsets, rows, items)
-    row_tensor, item_tensor = torch.from_numpy(rows), torch.from_numpy(items)
+    items = np.empty(offsets[-1] + 1, dtype=np.int64)  # a slot more: see ``candidates``
+    candidates(upper_array, threshold[:, 0].contiguous().numpy(), offsets, items)
+    row_tensor = torch.from_numpy(np.repeat(np.arange(len(upper), dtype=np.int64), counts))
+    item_tensor = torch.from_numpy(items[:-1])
     scores = _nan_as(_exact_scores(bounds, row_tensor, item_tensor), -INF)
     return _stable_top_k_of(row_tensor, item_tensor, scores, len(users), k)
 

@@ -43,23 +43,6 @@ def _sift_down(scores: np.ndarray, items: np.ndarray, size: int, at: int) -> Non
 
 
 @njit(cache=True, inline="always")
-def _offer(heap_scores: np.ndarray, heap_items: np.ndarray, size: int, score: np.float32, item: int) -> int:
-    """Offer a candidate (items in increasing order, score above -inf) to a row's heap of its best
-    ``len(heap_scores)`` so far; returns the heap's new size."""
-    k = len(heap_scores)
-    if size < k:  # fill, then heapify once full
-        heap_scores[size], heap_items[size] = score, item
-        size += 1
-        if size == k:
-            for at in range(k // 2 - 1, -1, -1):
-                _sift_down(heap_scores, heap_items, k, at)
-    elif score > heap_scores[0]:  # strictly better than the worst kept
-        heap_scores[0], heap_items[0] = score, item
-        _sift_down(heap_scores, heap_items, k, 0)
-    return size
-
-
-@njit(cache=True, inline="always")
 def _emit(
     heap_scores: np.ndarray, heap_items: np.ndarray, size: int, out_scores: np.ndarray, out_items: np.ndarray, row: int
 ) -> None:
@@ -86,10 +69,22 @@ def top_k_of_segments(
     heap_scores = np.empty(k, dtype=scores.dtype)
     heap_items = np.empty(k, dtype=np.int64)
     for row in range(len(offsets) - 1):
-        size = 0
-        for p in range(offsets[row], offsets[row + 1]):
+        p, end, size = offsets[row], offsets[row + 1], 0
+        while p < end and size < k:  # the first k above -inf fill the heap
             if scores[p] > -np.inf:
-                size = _offer(heap_scores, heap_items, size, scores[p], items[p])
+                heap_scores[size], heap_items[size] = scores[p], items[p]
+                size += 1
+            p += 1
+        if size == k:
+            for at in range(k // 2 - 1, -1, -1):
+                _sift_down(heap_scores, heap_items, k, at)
+            worst = heap_scores[0]
+            while p < end:  # then a candidate enters only strictly above the worst kept
+                if scores[p] > worst:
+                    heap_scores[0], heap_items[0] = scores[p], items[p]
+                    _sift_down(heap_scores, heap_items, k, 0)
+                    worst = heap_scores[0]
+                p += 1
         _emit(heap_scores, heap_items, size, out_scores, out_items, row)
 
 
@@ -106,15 +101,13 @@ def candidate_counts(upper: np.ndarray, threshold: np.ndarray, out: np.ndarray) 
 
 
 @njit(cache=True)
-def candidates(
-    upper: np.ndarray, threshold: np.ndarray, offsets: np.ndarray, rows: np.ndarray, items: np.ndarray
-) -> None:
-    """``rows`` and ``items`` [offsets[r], offsets[r + 1]) = row r's items counted by
-    ``candidate_counts`` (whose running sum ``offsets`` is), in increasing item order."""
+def candidates(upper: np.ndarray, threshold: np.ndarray, offsets: np.ndarray, items: np.ndarray) -> None:
+    """``items`` [offsets[r], offsets[r + 1]) = row r's items counted by ``candidate_counts``
+    (whose running sum ``offsets`` is), in increasing item order. ``items`` holds one slot more
+    than the candidates: every item is written and only a candidate moves past it (no branch)."""
     for row in range(upper.shape[0]):
         t, at = threshold[row], offsets[row]
         for i in range(upper.shape[1]):
             u = upper[row, i]
-            if u >= t and u > -np.inf:
-                rows[at], items[at] = row, i
-                at += 1
+            items[at] = i
+            at += (u >= t) & (u > -np.inf)
