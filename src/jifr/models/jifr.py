@@ -17,8 +17,9 @@ The attention layers W1 and W2 carry a bias, which the paper's equations leave i
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
+import numba
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -50,6 +51,7 @@ FLOAT32_EPS = torch.finfo(torch.float32).eps
 # this many float32 epsilons of a bound on |c| and |c'| cover them with room to spare.
 ROUNDING_SLACK = 8 * FLOAT32_EPS
 BLOCK_BUDGET = 2**26  # values of the (users x items x hidden) ReLU input at once, off the CPU
+PAIRS_PER_PART = 4096  # chosen pairs per thread below which the exact scores run on one thread
 
 
 @dataclass(frozen=True)
@@ -298,7 +300,12 @@ class JIFR(Recommender):
             w2 = self.rating_out.weight[0]
             arrays = _arrays(collab, visual, rows, items, collab_user, visual_user)
             arrays += [*_arrays(cache["collab_w2"], cache["visual_w2"], w2), out.numpy()]  # out: written in place
-            rating_attention.pairs(*arrays)
+            parts = _thread_parts(len(rows) // PAIRS_PER_PART)
+            if parts > 1:
+                parallel: Any = rating_attention.pairs_parallel  # a compiled function of one more argument
+                parallel(*arrays, parts)
+            else:
+                rating_attention.pairs(*arrays)
             return out
 
         beta_low, beta_high = self._visual_weight_range(collab_user, visual_user)
@@ -365,7 +372,12 @@ class JIFR(Recommender):
         out = torch.empty(collab.shape, device=CPU)
         arrays = _arrays(*inputs)
         arrays.append(out.numpy())  # written in place
-        rating_attention.grid(*arrays)
+        parts = _thread_parts(collab.shape[0])
+        if parts > 1:
+            parallel: Any = rating_attention.grid_parallel  # a compiled function of one more argument
+            parallel(*arrays, parts)
+        else:
+            rating_attention.grid(*arrays)
         return out
 
     def score_frames(self, users: Tensor, items: Tensor) -> Tensor:
@@ -402,6 +414,12 @@ class JIFR(Recommender):
             return self.fuse(collab, visual, collab, visual)
         _, w2_item = self._split_w2()
         return self._attended_grid(collab, visual, *self._user_parts(users), w2_item @ item_collab.T, w2_item @ x.T)
+
+
+def _thread_parts(n: int) -> int:
+    """How many parts to split ``n`` users (or runs of pairs) into for the compiled loops: one
+    per torch thread (``torch.set_num_threads``, ``OMP_NUM_THREADS``), at most n."""
+    return max(1, min(n, torch.get_num_threads(), numba.get_num_threads()))
 
 
 def _arrays(*tensors: Tensor) -> list[np.ndarray]:

@@ -15,9 +15,12 @@ pairs, run the hidden units in the outer loop and the items in the inner one, wh
 vectorises across items without changing any pair's order of operations. A ReLU keeps NaN
 (``x < 0`` is false for NaN), so a NaN weight gives a NaN score, which ranking counts as -inf.
 
-The loops run on one thread and keep the GIL: in a service, a short loop that released it
-would then wait for other threads to hand it back (``bench/bench_load.py`` served 277 requests/s
-with the GIL released; 369 and 337 in two runs without).
+The loops keep the GIL: in a service, a short loop that released it would then wait for other
+threads to hand it back (``bench/bench_load.py`` served 277 requests/s with the GIL released;
+369 and 337 in two runs without). ``grid_parallel`` and ``pairs_parallel`` split the users (the
+pairs) into parts run on numba's threads, one part per torch thread (``jifr.models.jifr``
+chooses); with one torch thread, as ``jifr serve`` is benchmarked, everything runs on one.
+Every pair takes the same operations on any thread: the same bits.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 
 @njit(cache=True, inline="always")
@@ -53,6 +56,32 @@ def _mixed(collab: np.float32, visual: np.float32, gap: np.float32) -> np.float3
     return collab + beta * (visual - collab)
 
 
+@njit(cache=True, inline="always")
+def _grid_users(
+    first: int,
+    last: int,
+    collab: np.ndarray,
+    visual: np.ndarray,
+    collab_user: np.ndarray,
+    visual_user: np.ndarray,
+    collab_item: np.ndarray,
+    visual_item: np.ndarray,
+    w2: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    """``grid`` for users [first, last)."""
+    n_items = collab.shape[1]
+    gap = np.empty(n_items, dtype=np.float32)
+    for a in range(first, last):
+        gap[:] = 0
+        for h in range(w2.shape[0]):
+            weight, cu, vu = w2[h], collab_user[a, h], visual_user[a, h]
+            for i in range(n_items):
+                gap[i] = gap[i] + _unit_term(weight, cu, collab_item[h, i], vu, visual_item[h, i])
+        for i in range(n_items):
+            out[a, i] = _mixed(collab[a, i], visual[a, i], gap[i])
+
+
 @njit(cache=True)
 def grid(
     collab: np.ndarray,
@@ -67,16 +96,68 @@ def grid(
     """``out`` (B, N) = r_ai of every pair of B users and N items: ``collab`` and ``visual``
     (B, N) their dot products, ``collab_user`` and ``visual_user`` (B, H) the user parts,
     ``collab_item`` and ``visual_item`` (H, N) the item parts, hidden-major; all float32."""
-    n_users, n_items = collab.shape
-    gap = np.empty(n_items, dtype=np.float32)
-    for a in range(n_users):
-        gap[:] = 0
+    _grid_users(0, collab.shape[0], collab, visual, collab_user, visual_user, collab_item, visual_item, w2, out)
+
+
+@njit(cache=True, parallel=True)
+def grid_parallel(
+    collab: np.ndarray,
+    visual: np.ndarray,
+    collab_user: np.ndarray,
+    visual_user: np.ndarray,
+    collab_item: np.ndarray,
+    visual_item: np.ndarray,
+    w2: np.ndarray,
+    out: np.ndarray,
+    parts: int,
+) -> None:
+    """``grid`` with the users split into ``parts`` runs computed on numba's threads (each pair
+    takes the same operations: the same bits)."""
+    n = collab.shape[0]
+    for part in prange(parts):
+        first, last = part * n // parts, (part + 1) * n // parts
+        _grid_users(first, last, collab, visual, collab_user, visual_user, collab_item, visual_item, w2, out)
+
+
+@njit(cache=True, inline="always")
+def _pair_runs(
+    first: int,
+    last: int,
+    collab: np.ndarray,
+    visual: np.ndarray,
+    rows: np.ndarray,
+    items: np.ndarray,
+    collab_user: np.ndarray,
+    visual_user: np.ndarray,
+    collab_item: np.ndarray,
+    visual_item: np.ndarray,
+    w2: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    """``pairs`` for pairs [first, last)."""
+    gap = np.empty(last - first, dtype=np.float32)
+    collab_run = np.empty(last - first, dtype=np.float32)  # one unit's item parts of a run's items
+    visual_run = np.empty(last - first, dtype=np.float32)
+    start = first
+    while start < last:
+        a = rows[start]
+        end = start + 1
+        while end < last and rows[end] == a:
+            end += 1
+        length = end - start
+        run = gap[:length]
+        run[:] = 0
         for h in range(w2.shape[0]):
             weight, cu, vu = w2[h], collab_user[a, h], visual_user[a, h]
-            for i in range(n_items):
-                gap[i] = gap[i] + _unit_term(weight, cu, collab_item[h, i], vu, visual_item[h, i])
-        for i in range(n_items):
-            out[a, i] = _mixed(collab[a, i], visual[a, i], gap[i])
+            for q in range(length):
+                i = items[start + q]
+                collab_run[q], visual_run[q] = collab_item[h, i], visual_item[h, i]
+            for q in range(length):
+                run[q] = run[q] + _unit_term(weight, cu, collab_run[q], vu, visual_run[q])
+        for q in range(length):
+            i = items[start + q]
+            out[start + q] = _mixed(collab[a, i], visual[a, i], run[q])
+        start = end
 
 
 @njit(cache=True)
@@ -93,36 +174,39 @@ def pairs(
     out: np.ndarray,
 ) -> None:
     """``out`` (P,) = r_ai of the pairs (``rows[p]``, ``items[p]``): ``collab`` and ``visual``
-    (B, N) the dot products of every pair, ``collab_user`` and ``visual_user`` (B, H) indexed by ``rows``,
-    ``collab_item`` and ``visual_item`` (H, N) indexed by ``items``; the operations of ``grid``.
-    Pairs of one user that follow each other (ranking lists them user by user) are taken as one
-    run, the hidden units outside and the pairs inside, as ``grid`` does: for each unit the run's
-    item parts are gathered into a contiguous buffer, which the loop over the pairs reads in
-    order (it vectorises); each pair's sum still runs over the units in the same order."""
-    n_pairs = rows.shape[0]
-    gap = np.empty(n_pairs, dtype=np.float32)
-    collab_run = np.empty(n_pairs, dtype=np.float32)  # one unit's item parts of a run's items
-    visual_run = np.empty(n_pairs, dtype=np.float32)
-    start = 0
-    while start < n_pairs:
-        a = rows[start]
-        end = start + 1
-        while end < n_pairs and rows[end] == a:
-            end += 1
-        length = end - start
-        run = gap[:length]
-        run[:] = 0
-        for h in range(w2.shape[0]):
-            weight, cu, vu = w2[h], collab_user[a, h], visual_user[a, h]
-            for q in range(length):
-                i = items[start + q]
-                collab_run[q], visual_run[q] = collab_item[h, i], visual_item[h, i]
-            for q in range(length):
-                run[q] = run[q] + _unit_term(weight, cu, collab_run[q], vu, visual_run[q])
-        for q in range(length):
-            i = items[start + q]
-            out[start + q] = _mixed(collab[a, i], visual[a, i], run[q])
-        start = end
+    (B, N) the dot products of every pair, ``collab_user`` and ``visual_user`` (B, H) indexed by
+    ``rows``, ``collab_item`` and ``visual_item`` (H, N) indexed by ``items``; the operations of
+    ``grid``. Pairs of one user that follow each other (ranking lists them user by user) are
+    taken as one run, the hidden units outside and the pairs inside, as ``grid`` does: for each
+    unit the run's item parts are gathered into a contiguous buffer, which the loop over the
+    pairs reads in order (it vectorises); each pair's sum still runs over the units in the same
+    order."""
+    n = rows.shape[0]
+    _pair_runs(0, n, collab, visual, rows, items, collab_user, visual_user, collab_item, visual_item, w2, out)
+
+
+@njit(cache=True, parallel=True)
+def pairs_parallel(
+    collab: np.ndarray,
+    visual: np.ndarray,
+    rows: np.ndarray,
+    items: np.ndarray,
+    collab_user: np.ndarray,
+    visual_user: np.ndarray,
+    collab_item: np.ndarray,
+    visual_item: np.ndarray,
+    w2: np.ndarray,
+    out: np.ndarray,
+    parts: int,
+) -> None:
+    """``pairs`` with the pairs split into ``parts`` slices computed on numba's threads (a run cut
+    in two is two runs: each pair takes the same operations, the same bits)."""
+    n = rows.shape[0]
+    for part in prange(parts):
+        first, last = part * n // parts, (part + 1) * n // parts
+        _pair_runs(
+            first, last, collab, visual, rows, items, collab_user, visual_user, collab_item, visual_item, w2, out
+        )
 
 
 @njit(cache=True)
