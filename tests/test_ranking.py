@@ -3,6 +3,7 @@ removed, for every model that ranks items, ties included (planted on purpose).""
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -238,6 +239,46 @@ def test_the_exact_scores_of_chosen_pairs_have_score_alls_bits() -> None:
     shuffled = torch.randperm(rows.numel(), generator=torch.Generator().manual_seed(0))
     chosen_rows, chosen_items = rows.flatten()[shuffled], items.flatten()[shuffled]
     assert torch.equal(bounds.exact(chosen_rows, chosen_items), scores[chosen_rows, chosen_items])
+
+
+@pytest.mark.parametrize("parts", [2, 3, 7])
+def test_the_rating_attention_has_the_same_bits_in_any_number_of_parts(
+    parts: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With more than one torch thread the compiled loops split the users (the chosen pairs) into
+    parts run on numba's threads (``grid_parallel``, ``pairs_parallel``; more parts than threads
+    too): score_all, the exact scores of chosen pairs and top-K equal those of one part, with the
+    same torch threads (a matmul's bits may depend on them, the loops' may not)."""
+    from jifr.models import jifr as jifr_module
+
+    model = ranking_model("jifr").eval()
+    users = torch.arange(N_USERS)
+    rows, items = (t.flatten() for t in torch.meshgrid(users, torch.arange(N_ITEMS), indexing="ij"))
+    monkeypatch.setattr(jifr_module, "PAIRS_PER_PART", 16)  # this catalogue is small: split it anyway
+    results = []
+    for count in (1, parts):
+        monkeypatch.setattr(jifr_module, "_thread_parts", lambda n, count=count: max(1, min(n, count)))
+        with torch.no_grad():
+            scores, bounds = model.score_all(users), model.score_bounds(users)
+        assert bounds is not None
+        results.append((scores, bounds.exact(rows, items), top_k_items(model, users, 5, N_ITEMS, known_items())))
+    (one_scores, one_exact, one_top), (scores, exact, top) = results
+    assert torch.equal(scores, one_scores) and torch.equal(exact, one_exact) and torch.equal(exact, scores.flatten())
+    assert torch.equal(top[0], one_top[0]) and torch.equal(top[1], one_top[1])
+
+
+def test_the_loops_use_as_many_parts_as_torch_has_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    from jifr.models import jifr as jifr_module
+
+    saved = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert jifr_module._thread_parts(100) == 1  # numba's threads are not even started
+        torch.set_num_threads(2)
+        assert jifr_module._thread_parts(100) == min(2, numba.config.NUMBA_NUM_THREADS)
+        assert jifr_module._thread_parts(1) == 1
+    finally:
+        torch.set_num_threads(saved)
 
 
 def test_the_compiled_rating_attention_follows_eqs_8_to_10() -> None:

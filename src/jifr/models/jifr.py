@@ -418,8 +418,11 @@ class JIFR(Recommender):
 
 def _thread_parts(n: int) -> int:
     """How many parts to split ``n`` users (or runs of pairs) into for the compiled loops: one
-    per torch thread (``torch.set_num_threads``, ``OMP_NUM_THREADS``), at most n."""
-    return max(1, min(n, torch.get_num_threads(), numba.get_num_threads()))
+    per torch thread (``torch.set_num_threads``, ``OMP_NUM_THREADS``), at most n and at most
+    numba's threads. With one, numba's threads are never started (asking numba for its thread
+    count starts them)."""
+    parts = min(n, torch.get_num_threads())
+    return 1 if parts <= 1 else min(parts, numba.config.NUMBA_NUM_THREADS)  # type: ignore[attr-defined]
 
 
 def _arrays(*tensors: Tensor) -> list[np.ndarray]:
