@@ -14,8 +14,9 @@ from collections.abc import Iterator
 
 import torch
 
+from jifr import distributed
+
 CPU = torch.device("cpu")
-DEVICES = ("cpu", "cuda", "auto")
 PRECISIONS = ("fp32", "bf16")
 
 
@@ -27,7 +28,7 @@ def resolve_device(name: str) -> torch.device:
     spec = name.strip().lower()
     if spec == "auto":
         spec = "cuda" if torch.cuda.is_available() else "cpu"
-    if spec == "cuda" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    if spec == "cuda" and distributed.launched_size() > 1:
         spec = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
     if spec == "cpu":
         return torch.device("cpu")

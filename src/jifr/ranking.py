@@ -91,12 +91,18 @@ def _kth_largest(values: Tensor, k: int) -> Tensor:
 def _stable_top_k_of(rows: Tensor, items: Tensor, scores: Tensor, n_rows: int, k: int) -> tuple[Tensor, Tensor]:
     """(n_rows, k) best scores and their items among candidate pairs (``rows``, ``items``, ``scores``,
     each (n,), sorted by row and, within a row, by item), ties towards the lower item; -inf and
-    -1 where a row has fewer than ``k`` candidates with a score above -inf. One pass over the
-    candidates (``jifr.ranking_loops``), on the CPU."""
-    from jifr.ranking_loops import top_k_of_segments  # compiled (or loaded from numba's cache) on first use
-
+    -1 where a row has fewer than ``k`` candidates with a score above -inf."""
     offsets = np.zeros(n_rows + 1, dtype=np.int64)
     np.cumsum(torch.bincount(rows, minlength=n_rows).cpu().numpy(), out=offsets[1:])
+    return _best_k_of_segments(offsets, items, scores, k)
+
+
+def _best_k_of_segments(offsets: np.ndarray, items: Tensor, scores: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """``_stable_top_k_of`` given row r's candidates as [offsets[r], offsets[r + 1]): one pass over
+    them (``jifr.ranking_loops``), on the CPU."""
+    from jifr.ranking_loops import top_k_of_segments  # compiled (or loaded from numba's cache) on first use
+
+    n_rows = len(offsets) - 1
     values = torch.full((n_rows, k), -INF, dtype=scores.dtype, device=CPU)
     chosen = torch.full((n_rows, k), -1, dtype=torch.long, device=CPU)
     candidate_items = np.ascontiguousarray(items.cpu().numpy(), dtype=np.int64)
@@ -126,8 +132,7 @@ def _top_k_of_bounds(
     lower = _set(torch.nan_to_num(bounds.lower, nan=-INF, posinf=INF, neginf=-INF, out=bounds.lower), excluded, -INF)
     upper = _set(torch.nan_to_num(bounds.upper, nan=INF, posinf=INF, neginf=-INF, out=bounds.upper), excluded, -INF)
     threshold = _threshold(lower, k)
-    upper_array = upper.numpy()
-    counts = np.empty(len(upper), dtype=np.int64)
+    upper_array, counts = upper.numpy(), np.empty(len(upper), dtype=np.int64)
     candidate_counts(upper_array, threshold[:, 0].contiguous().numpy(), counts)
     if int(counts.max()) > PROBES:
         threshold = torch.maximum(threshold, _probed_threshold(bounds, lower, upper, k))
@@ -139,7 +144,7 @@ def _top_k_of_bounds(
     row_tensor = torch.from_numpy(np.repeat(np.arange(len(upper), dtype=np.int64), counts))
     item_tensor = torch.from_numpy(items[:-1])
     scores = _nan_as(_exact_scores(bounds, row_tensor, item_tensor), -INF)
-    return _stable_top_k_of(row_tensor, item_tensor, scores, len(users), k)
+    return _best_k_of_segments(offsets, item_tensor, scores, k)
 
 
 def _probed_threshold(bounds: ScoreBounds, lower: Tensor, upper: Tensor, k: int) -> Tensor:

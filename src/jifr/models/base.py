@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from jifr.data.prepared import FrameFeedback, Interactions, ItemFrames, PreparedData
+from jifr.device import CPU
 from jifr.models.frames import FrameStore
 
 if TYPE_CHECKING:
@@ -106,7 +107,7 @@ class Recommender(nn.Module):
         """Where the model's weights are and its tensors are made (``place``)."""
         for tensor in (*self.parameters(), *self.buffers()):
             return tensor.device
-        return self.store.device if hasattr(self, "store") else torch.device("cpu")
+        return self.store.device if hasattr(self, "store") else CPU
 
     def place(self, device: torch.device) -> Recommender:
         """Move the weights, buffers and frame store to ``device``; the model then answers there

@@ -295,23 +295,22 @@ class JIFR(Recommender):
         collab, visual = self._dot_products(users)
         collab_user, visual_user = self._user_parts(users)
 
+        # Shared by the bounds and every call of exact, converted once.
+        dot_products = _arrays(collab, visual)
+        parts_of_w2 = _arrays(
+            collab_user, visual_user, cache["collab_w2"], cache["visual_w2"], self.rating_out.weight[0]
+        )
+
         def exact(rows: Tensor, items: Tensor) -> Tensor:
-            out = torch.empty(len(rows), device=CPU)  # the compiled loop's output
-            w2 = self.rating_out.weight[0]
-            arrays = _arrays(collab, visual, rows, items, collab_user, visual_user)
-            arrays += [*_arrays(cache["collab_w2"], cache["visual_w2"], w2), out.numpy()]  # out: written in place
-            parts = _thread_parts(len(rows) // PAIRS_PER_PART)
-            if parts > 1:
-                parallel: Any = rating_attention.pairs_parallel  # a compiled function of one more argument
-                parallel(*arrays, parts)
-            else:
-                rating_attention.pairs(*arrays)
+            out = torch.empty(len(rows), device=CPU)  # the compiled loop's output, written in place
+            arrays = [*dot_products, *_arrays(rows, items), *parts_of_w2, out.numpy()]
+            _run_in_parts(rating_attention.pairs, rating_attention.pairs_parallel, arrays, len(rows), PAIRS_PER_PART)
             return out
 
         beta_low, beta_high = self._visual_weight_range(collab_user, visual_user)
         slack = ROUNDING_SLACK * self._largest_dot_product(users)
         lower, upper = torch.empty(collab.shape, device=CPU), torch.empty(collab.shape, device=CPU)
-        inputs = _arrays(collab, visual, beta_low[:, 0], beta_high[:, 0], slack[:, 0])
+        inputs = [*dot_products, *_arrays(beta_low[:, 0], beta_high[:, 0], slack[:, 0])]
         inputs += [lower.numpy(), upper.numpy()]  # written in place
         rating_attention.bounds(*inputs)
         return ScoreBounds(lower, upper, exact)
@@ -370,14 +369,8 @@ class JIFR(Recommender):
         if collab.device.type != "cpu":
             return _attended_blocks(*inputs)
         out = torch.empty(collab.shape, device=CPU)
-        arrays = _arrays(*inputs)
-        arrays.append(out.numpy())  # written in place
-        parts = _thread_parts(collab.shape[0])
-        if parts > 1:
-            parallel: Any = rating_attention.grid_parallel  # a compiled function of one more argument
-            parallel(*arrays, parts)
-        else:
-            rating_attention.grid(*arrays)
+        arrays = [*_arrays(*inputs), out.numpy()]  # out: written in place
+        _run_in_parts(rating_attention.grid, rating_attention.grid_parallel, arrays, collab.shape[0], 1)
         return out
 
     def score_frames(self, users: Tensor, items: Tensor) -> Tensor:
@@ -414,6 +407,17 @@ class JIFR(Recommender):
             return self.fuse(collab, visual, collab, visual)
         _, w2_item = self._split_w2()
         return self._attended_grid(collab, visual, *self._user_parts(users), w2_item @ item_collab.T, w2_item @ x.T)
+
+
+def _run_in_parts(loop: Any, parallel_loop: Any, arrays: list[np.ndarray], n: int, per_part: int) -> None:
+    """Run a compiled loop over its ``n`` users (pairs): ``loop(0, n, *arrays)`` on this thread,
+    or ``parallel_loop(*arrays, parts)`` in ``_thread_parts(n // per_part)`` parts where that is
+    more than one (each part then gets at least ``per_part``)."""
+    parts = _thread_parts(n // per_part)
+    if parts > 1:
+        parallel_loop(*arrays, parts)
+    else:
+        loop(0, n, *arrays)
 
 
 def _thread_parts(n: int) -> int:

@@ -56,8 +56,8 @@ def _mixed(collab: np.float32, visual: np.float32, gap: np.float32) -> np.float3
     return collab + beta * (visual - collab)
 
 
-@njit(cache=True, inline="always")
-def _grid_users(
+@njit(cache=True)
+def grid(
     first: int,
     last: int,
     collab: np.ndarray,
@@ -69,7 +69,9 @@ def _grid_users(
     w2: np.ndarray,
     out: np.ndarray,
 ) -> None:
-    """``grid`` for users [first, last)."""
+    """``out[a]`` = r_ai of users a in [first, last) (of B) and all N items: ``collab`` and
+    ``visual`` (B, N) their dot products, ``collab_user`` and ``visual_user`` (B, H) the user
+    parts, ``collab_item`` and ``visual_item`` (H, N) the item parts, hidden-major; all float32."""
     n_items = collab.shape[1]
     gap = np.empty(n_items, dtype=np.float32)
     for a in range(first, last):
@@ -80,23 +82,6 @@ def _grid_users(
                 gap[i] = gap[i] + _unit_term(weight, cu, collab_item[h, i], vu, visual_item[h, i])
         for i in range(n_items):
             out[a, i] = _mixed(collab[a, i], visual[a, i], gap[i])
-
-
-@njit(cache=True)
-def grid(
-    collab: np.ndarray,
-    visual: np.ndarray,
-    collab_user: np.ndarray,
-    visual_user: np.ndarray,
-    collab_item: np.ndarray,
-    visual_item: np.ndarray,
-    w2: np.ndarray,
-    out: np.ndarray,
-) -> None:
-    """``out`` (B, N) = r_ai of every pair of B users and N items: ``collab`` and ``visual``
-    (B, N) their dot products, ``collab_user`` and ``visual_user`` (B, H) the user parts,
-    ``collab_item`` and ``visual_item`` (H, N) the item parts, hidden-major; all float32."""
-    _grid_users(0, collab.shape[0], collab, visual, collab_user, visual_user, collab_item, visual_item, w2, out)
 
 
 @njit(cache=True, parallel=True)
@@ -111,16 +96,16 @@ def grid_parallel(
     out: np.ndarray,
     parts: int,
 ) -> None:
-    """``grid`` with the users split into ``parts`` runs computed on numba's threads (each pair
-    takes the same operations: the same bits)."""
+    """``grid`` of every user, the users split into ``parts`` runs computed on numba's threads
+    (each pair takes the same operations: the same bits)."""
     n = collab.shape[0]
     for part in prange(parts):
         first, last = part * n // parts, (part + 1) * n // parts
-        _grid_users(first, last, collab, visual, collab_user, visual_user, collab_item, visual_item, w2, out)
+        grid(first, last, collab, visual, collab_user, visual_user, collab_item, visual_item, w2, out)
 
 
-@njit(cache=True, inline="always")
-def _pair_runs(
+@njit(cache=True)
+def pairs(
     first: int,
     last: int,
     collab: np.ndarray,
@@ -134,7 +119,14 @@ def _pair_runs(
     w2: np.ndarray,
     out: np.ndarray,
 ) -> None:
-    """``pairs`` for pairs [first, last)."""
+    """``out[p]`` = r_ai of the pairs (``rows[p]``, ``items[p]``), p in [first, last): ``collab``
+    and ``visual`` (B, N) the dot products of every pair, ``collab_user`` and ``visual_user``
+    (B, H) indexed by ``rows``, ``collab_item`` and ``visual_item`` (H, N) indexed by ``items``;
+    the operations of ``grid``. Pairs of one user that follow each other (ranking lists them
+    user by user) are taken as one run, the hidden units outside and the pairs inside, as
+    ``grid`` does: for each unit the run's item parts are gathered into a contiguous buffer,
+    which the loop over the pairs reads in order (it vectorises); each pair's sum still runs
+    over the units in the same order."""
     gap = np.empty(last - first, dtype=np.float32)
     collab_run = np.empty(last - first, dtype=np.float32)  # one unit's item parts of a run's items
     visual_run = np.empty(last - first, dtype=np.float32)
@@ -160,31 +152,6 @@ def _pair_runs(
         start = end
 
 
-@njit(cache=True)
-def pairs(
-    collab: np.ndarray,
-    visual: np.ndarray,
-    rows: np.ndarray,
-    items: np.ndarray,
-    collab_user: np.ndarray,
-    visual_user: np.ndarray,
-    collab_item: np.ndarray,
-    visual_item: np.ndarray,
-    w2: np.ndarray,
-    out: np.ndarray,
-) -> None:
-    """``out`` (P,) = r_ai of the pairs (``rows[p]``, ``items[p]``): ``collab`` and ``visual``
-    (B, N) the dot products of every pair, ``collab_user`` and ``visual_user`` (B, H) indexed by
-    ``rows``, ``collab_item`` and ``visual_item`` (H, N) indexed by ``items``; the operations of
-    ``grid``. Pairs of one user that follow each other (ranking lists them user by user) are
-    taken as one run, the hidden units outside and the pairs inside, as ``grid`` does: for each
-    unit the run's item parts are gathered into a contiguous buffer, which the loop over the
-    pairs reads in order (it vectorises); each pair's sum still runs over the units in the same
-    order."""
-    n = rows.shape[0]
-    _pair_runs(0, n, collab, visual, rows, items, collab_user, visual_user, collab_item, visual_item, w2, out)
-
-
 @njit(cache=True, parallel=True)
 def pairs_parallel(
     collab: np.ndarray,
@@ -199,14 +166,12 @@ def pairs_parallel(
     out: np.ndarray,
     parts: int,
 ) -> None:
-    """``pairs`` with the pairs split into ``parts`` slices computed on numba's threads (a run cut
+    """``pairs`` of every pair, split into ``parts`` slices computed on numba's threads (a run cut
     in two is two runs: each pair takes the same operations, the same bits)."""
     n = rows.shape[0]
     for part in prange(parts):
         first, last = part * n // parts, (part + 1) * n // parts
-        _pair_runs(
-            first, last, collab, visual, rows, items, collab_user, visual_user, collab_item, visual_item, w2, out
-        )
+        pairs(first, last, collab, visual, rows, items, collab_user, visual_user, collab_item, visual_item, w2, out)
 
 
 @njit(cache=True)
