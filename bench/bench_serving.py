@@ -47,7 +47,7 @@ from serving_process import RUN_NAME, Server, jifr_serve, paper_model, write_run
 from jifr.data.prepared import Interactions, ItemFrames, PreparedData
 from jifr.export import key_frames
 from jifr.models import ModelInputs, Recommender, build_model
-from jifr.models.base import ScoreBounds
+from jifr.models.base import PrunedTopK
 from jifr.ranking import top_k_items
 
 Answer = tuple[torch.Tensor, torch.Tensor]  # (k,) scores and (k,) items of one request
@@ -97,28 +97,23 @@ def timed(
 
 
 def attention_pairs(s: Setting, k: int) -> float:
-    """Mean (user, item) pairs per request whose rating attention runs (untimed pass)."""
-    real = s.model.score_bounds
-    pairs: list[int] = []
+    """Mean items per request whose rating attention runs (untimed pass; 0 for a model that
+    ranks without pruning)."""
+    real = s.model.pruned_top_k
+    scored: list[int] = []
 
-    def counting(users: torch.Tensor) -> ScoreBounds | None:
-        bounds = real(users)
-        if bounds is None:
-            return None
+    def counting(users: torch.Tensor, k: int, excluded: tuple[torch.Tensor, torch.Tensor] | None) -> PrunedTopK | None:
+        pruned = real(users, k, excluded)
+        scored.append(int(pruned.scored.sum()) if pruned is not None else 0)
+        return pruned
 
-        def exact(rows: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-            pairs.append(len(rows))
-            return bounds.exact(rows, items)
-
-        return ScoreBounds(bounds.lower, bounds.upper, exact)
-
-    s.model.score_bounds = counting  # type: ignore[method-assign]
+    s.model.pruned_top_k = counting  # type: ignore[method-assign]
     try:
         for user in s.users:
             exact_request(s, int(user), k)
     finally:
-        del s.model.score_bounds
-    return sum(pairs) / len(s.users)
+        del s.model.pruned_top_k
+    return sum(scored) / len(s.users)
 
 
 def measure(s: Setting, k: int) -> dict[str, float]:

@@ -12,7 +12,7 @@ import torch
 from jifr import ranking
 from jifr.data.prepared import Interactions, ItemFrames
 from jifr.models import MODELS, ModelInputs, Recommender, build_model
-from jifr.models.base import ScoreBounds
+from jifr.models import jifr as jifr_module
 from jifr.ranking import top_k_items
 
 N_USERS, N_GROUPS, COPIES, DIM = 9, 12, 3, 6
@@ -76,12 +76,12 @@ def ranking_model(name: str, seed: int = 0) -> Recommender:
     return with_copies(build_model(name, random_inputs(seed), seed=seed), N_ITEMS, COPIES)
 
 
-@pytest.mark.parametrize("probes", [ranking.PROBES, 1])
+@pytest.mark.parametrize("probes", [jifr_module.PROBES, 1])
 @pytest.mark.parametrize("name", RANKING_MODELS)
 def test_top_k_equals_a_stable_sort_of_score_all(name: str, probes: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Also with 1 probe, so that models with bounds rank from a probed threshold (with the default,
-    the bounds alone leave fewer candidates than probes in a catalogue this small)."""
-    monkeypatch.setattr(ranking, "PROBES", probes)
+    """Also with 1 probe (then k), so that JIFR's pruned ranking starts from a threshold that
+    leaves many items to prune (with the default, a catalogue this small is nearly all probes)."""
+    monkeypatch.setattr(jifr_module, "PROBES", probes)
     model = ranking_model(name)
     users = torch.arange(N_USERS)
     with torch.no_grad():
@@ -161,56 +161,50 @@ def test_user_blocks_give_the_same_answer(monkeypatch: pytest.MonkeyPatch) -> No
             assert torch.equal(items[u : u + 1], expected_items) and torch.equal(values[u : u + 1], expected_values)
 
 
-@pytest.mark.parametrize("name", RANKING_MODELS)
-def test_score_bounds_hold_and_exact_is_score_all(name: str) -> None:
-    """The hook's contract: lower <= score_all <= upper, and ``exact`` is score_all bit for bit,
-    whatever pairs it is asked for and in whatever order."""
-    model = ranking_model(name, seed=3)
-    users = torch.arange(N_USERS)
+@pytest.mark.parametrize("name", ["jifr", "jifr_rating_att"])
+def test_the_pruning_bound_holds(name: str) -> None:
+    """The upper bound JIFR prunes with is at least score_all on every pair, also where beta
+    swings from 0 to 1 across a user's items (W2 scaled up)."""
+    for scale in (1.0, 30.0):
+        model = ranking_model(name, seed=3)
+        with torch.no_grad():
+            model.rating_hidden.weight.mul_(scale)  # type: ignore[union-attr]
+        model.train().eval()  # drop the item cache
+        users = torch.arange(N_USERS)
+        with torch.no_grad():
+            upper, scores = model.pruning_upper_bounds(users), model.score_all(users)  # type: ignore[operator]
+        assert (upper >= scores).all(), scale
+
+
+def wide_attention_model(name: str = "jifr", n_items: int = 2000, scale: float = 10.0, seed: int = 4) -> Recommender:
+    """A larger catalogue whose visual item parts of W2 are large, so that beta, not the dot
+    products, decides many rankings: beta spans nearly all of [0, 1] over a user's items."""
+    model = build_model(name, random_inputs(seed=seed, n_groups=n_items, copies=1), seed=seed)
     with torch.no_grad():
-        bounds = model.score_bounds(users)
-        scores = model.score_all(users)
-        if bounds is None:
-            return
-        assert (bounds.lower <= scores).all() and (scores <= bounds.upper).all()
-        rows, items = torch.meshgrid(users, torch.arange(N_ITEMS), indexing="ij")
-        assert torch.equal(bounds.exact(rows.flatten(), items.flatten()).view_as(scores), scores)
-        shuffled = torch.randperm(rows.numel(), generator=torch.Generator().manual_seed(0))[:50]
-        got = bounds.exact(rows.flatten()[shuffled], items.flatten()[shuffled])
-        assert torch.equal(got, scores.flatten()[shuffled])
+        model.projection.weight.mul_(scale)  # type: ignore[union-attr]
+    return model.eval()
 
 
 @pytest.mark.parametrize("name", ["jifr", "jifr_rating_att"])
-def test_rating_attention_models_give_bounds_and_score_few_items(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """JIFR with rating attention ranks from bounds and runs the attention on a small share of a
-    larger catalogue (a reduction of the work, not a timing)."""
-    inputs = random_inputs(seed=4, n_groups=2000, copies=1)
-    model = build_model(name, inputs, seed=4).eval()
-    asked: list[int] = []
-    real = model.score_bounds
-
-    def counting(users: torch.Tensor) -> ScoreBounds:
-        bounds = real(users)
-        assert bounds is not None
-
-        def exact(rows: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-            asked.append(len(rows))
-            return bounds.exact(rows, items)
-
-        return ScoreBounds(bounds.lower, bounds.upper, exact)
-
-    monkeypatch.setattr(model, "score_bounds", counting)
+def test_rating_attention_models_prune_and_score_few_items(name: str) -> None:
+    """JIFR with rating attention ranks by pruning and runs the attention on a small share of a
+    larger catalogue (a reduction of the work, not a timing), where beta varies widely too."""
+    model = wide_attention_model(name)
     users = torch.arange(N_USERS)
-    values, items = top_k_items(model, users, 5, inputs.n_items)
+    with torch.no_grad():
+        beta = model.visual_weight(users.repeat_interleave(2000), torch.arange(2000).repeat(N_USERS))  # type: ignore[operator]
+        pruned = model.pruned_top_k(users, 5, None)
+    assert beta.max() - beta.min() > 0.9  # the attention matters
+    assert pruned is not None
     expected_values, expected_items = reference(model, users, 5, None)
-    assert torch.equal(items, expected_items) and torch.equal(values, expected_values)
-    assert 0 < sum(asked) < N_USERS * inputs.n_items / 4
+    assert torch.equal(pruned.items, expected_items) and torch.equal(pruned.values, expected_values)
+    assert (pruned.scored >= 5).all() and (pruned.scored < 2000 // 20).all(), pruned.scored
 
 
 @pytest.mark.parametrize("item_half", [0.0, 1e-3])
 def test_jifr_bounds_are_tight_when_beta_varies_little(item_half: float) -> None:
-    """With W2's item half zero, beta is the same for all of a user's items and the bounds close
-    on the score (up to rounding); with a small item half they stay valid and nearly as tight."""
+    """With W2's item half zero, beta is the same for all of a user's items and the bound closes
+    on the score (up to rounding); with a small item half it stays valid and nearly as tight."""
     inputs = random_inputs(seed=5, n_groups=300, copies=1)
     model = build_model("jifr", inputs, seed=5)
     with torch.no_grad():
@@ -219,51 +213,29 @@ def test_jifr_bounds_are_tight_when_beta_varies_little(item_half: float) -> None
     model.eval()
     users = torch.arange(N_USERS)
     with torch.no_grad():
-        bounds, scores = model.score_bounds(users), model.score_all(users)
-    assert bounds is not None
-    assert (bounds.lower <= scores).all() and (scores <= bounds.upper).all()
-    width = (bounds.upper - bounds.lower).max().item()
-    assert width < (1e-4 if item_half == 0 else 1e-2) * scores.abs().max().item()
-
-
-def test_the_exact_scores_of_chosen_pairs_have_score_alls_bits() -> None:
-    """JIFR's score_all runs the compiled rating attention over whole rows of items and the
-    bounds' exact scores over chosen pairs; ranking relies on both giving the same bits, for
-    every pair and in any order."""
-    model = ranking_model("jifr").eval()
-    users = torch.arange(N_USERS)
-    with torch.no_grad():
-        scores, bounds = model.score_all(users), model.score_bounds(users)
-    assert bounds is not None
-    rows, items = torch.meshgrid(torch.arange(N_USERS), torch.arange(N_ITEMS), indexing="ij")
-    shuffled = torch.randperm(rows.numel(), generator=torch.Generator().manual_seed(0))
-    chosen_rows, chosen_items = rows.flatten()[shuffled], items.flatten()[shuffled]
-    assert torch.equal(bounds.exact(chosen_rows, chosen_items), scores[chosen_rows, chosen_items])
+        upper, scores = model.pruning_upper_bounds(users), model.score_all(users)  # type: ignore[operator]
+    assert (scores <= upper).all()
+    assert (upper - scores).max().item() < (1e-4 if item_half == 0 else 1e-2) * scores.abs().max().item()
 
 
 @pytest.mark.parametrize("parts", [2, 3, 7])
 def test_the_rating_attention_has_the_same_bits_in_any_number_of_parts(
     parts: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """With more than one torch thread the compiled loops split the users (the chosen pairs) into
-    parts run on numba's threads (``grid_parallel``, ``pairs_parallel``; more parts than threads
-    too): score_all, the exact scores of chosen pairs and top-K equal those of one part, with the
-    same torch threads (a matmul's bits may depend on them, the loops' may not)."""
-    from jifr.models import jifr as jifr_module
-
-    model = ranking_model("jifr").eval()
+    """With more than one torch thread the compiled loops split the users into parts run on
+    numba's threads (``grid_parallel``, ``top_k_parallel``; more parts than threads too):
+    score_all and top-K equal those of one part, with the same torch threads (a matmul's bits
+    may depend on them, the loops' may not)."""
+    model = wide_attention_model(n_items=300)
     users = torch.arange(N_USERS)
-    rows, items = (t.flatten() for t in torch.meshgrid(users, torch.arange(N_ITEMS), indexing="ij"))
-    monkeypatch.setattr(jifr_module, "PAIRS_PER_PART", 16)  # this catalogue is small: split it anyway
+    exclude = sp.random(N_USERS, 300, density=0.3, format="csr", random_state=0)
     results = []
     for count in (1, parts):
         monkeypatch.setattr(jifr_module, "_thread_parts", lambda n, count=count: max(1, min(n, count)))
         with torch.no_grad():
-            scores, bounds = model.score_all(users), model.score_bounds(users)
-        assert bounds is not None
-        results.append((scores, bounds.exact(rows, items), top_k_items(model, users, 5, N_ITEMS, known_items())))
-    (one_scores, one_exact, one_top), (scores, exact, top) = results
-    assert torch.equal(scores, one_scores) and torch.equal(exact, one_exact) and torch.equal(exact, scores.flatten())
+            results.append((model.score_all(users), top_k_items(model, users, 5, 300, exclude)))
+    (one_scores, one_top), (scores, top) = results
+    assert torch.equal(scores, one_scores)
     assert torch.equal(top[0], one_top[0]) and torch.equal(top[1], one_top[1])
 
 
@@ -302,9 +274,9 @@ def test_the_compiled_rating_attention_follows_eqs_8_to_10() -> None:
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
 
 
-def test_models_without_costly_scores_give_no_bounds() -> None:
+def test_models_without_costly_scores_do_not_prune() -> None:
     for name in ("bpr", "vbpr", "jifr_na", "jifr_content_att"):
-        assert ranking_model(name).score_bounds(torch.arange(3)) is None
+        assert ranking_model(name).pruned_top_k(torch.arange(3), 2, None) is None
 
 
 def test_k_zero_negative_k_and_models_that_rank_no_items() -> None:

@@ -1,17 +1,15 @@
-"""Exact top-K ranking's passes over many candidates, compiled with numba (``jifr.ranking``).
+"""The best k of each row's candidates in one pass, compiled with numba (``jifr.ranking``).
 
-``candidate_counts`` and ``candidates``: the (row, item) pairs whose upper bound reaches the
-row's threshold, in one pass to count them and one to list them, row by row and in increasing
-item order.
-
-``top_k_of_segments``: the best k of each row's candidates, in one pass. Candidates come as one
-flat list, row after row and, within a row, in increasing item order (the order of
-``Tensor.nonzero`` and of ``candidates``). Each row keeps a heap of its k best so far, the
+``top_k_of_segments``: candidates come as one flat list, row after row and, within a row, in
+increasing item order (the order of ``Tensor.nonzero``). Each row keeps a heap of its k best so far, the
 worst on top; a candidate enters only when it scores strictly above that worst one. As items
 arrive in increasing order, an equal score never displaces an earlier item, so the k kept are
 the first k of a stable descending sort (ties to the lower item), and they come out in that
 order. A candidate scored -inf is never kept: rows with fewer than k others end with score
 -inf and item -1. Scores must hold no NaN (ranking turns them into -inf first).
+
+``sift_down`` and ``emit_best_first`` are the heap's steps, which JIFR's pruned top-K
+(``jifr.models.rating_attention.top_k``) shares.
 """
 
 from __future__ import annotations
@@ -27,7 +25,7 @@ def _worse(score_a: np.float32, item_a: np.int64, score_b: np.float32, item_b: n
 
 
 @njit(cache=True)
-def _sift_down(scores: np.ndarray, items: np.ndarray, size: int, at: int) -> None:
+def sift_down(scores: np.ndarray, items: np.ndarray, size: int, at: int) -> None:
     """Restore the heap (the worst entry at 0) below ``at``."""
     while True:
         worst, left, right = at, 2 * at + 1, 2 * at + 2
@@ -43,17 +41,17 @@ def _sift_down(scores: np.ndarray, items: np.ndarray, size: int, at: int) -> Non
 
 
 @njit(cache=True, inline="always")
-def _emit(
+def emit_best_first(
     heap_scores: np.ndarray, heap_items: np.ndarray, size: int, out_scores: np.ndarray, out_items: np.ndarray, row: int
 ) -> None:
     """Write a row's heap of ``size`` entries to ``out_*[row]``, best first."""
     if size < len(heap_scores):
         for at in range(size // 2 - 1, -1, -1):
-            _sift_down(heap_scores, heap_items, size, at)
+            sift_down(heap_scores, heap_items, size, at)
     for slot in range(size - 1, -1, -1):  # pop the worst to the back
         out_scores[row, slot], out_items[row, slot] = heap_scores[0], heap_items[0]
         heap_scores[0], heap_items[0] = heap_scores[slot], heap_items[slot]
-        _sift_down(heap_scores, heap_items, slot, 0)
+        sift_down(heap_scores, heap_items, slot, 0)
 
 
 @njit(cache=True)
@@ -77,37 +75,12 @@ def top_k_of_segments(
             p += 1
         if size == k:
             for at in range(k // 2 - 1, -1, -1):
-                _sift_down(heap_scores, heap_items, k, at)
+                sift_down(heap_scores, heap_items, k, at)
             worst = heap_scores[0]
             while p < end:  # then a candidate enters only strictly above the worst kept
                 if scores[p] > worst:
                     heap_scores[0], heap_items[0] = scores[p], items[p]
-                    _sift_down(heap_scores, heap_items, k, 0)
+                    sift_down(heap_scores, heap_items, k, 0)
                     worst = heap_scores[0]
                 p += 1
-        _emit(heap_scores, heap_items, size, out_scores, out_items, row)
-
-
-@njit(cache=True)
-def candidate_counts(upper: np.ndarray, threshold: np.ndarray, out: np.ndarray) -> None:
-    """``out`` (B,) = the number of items i of each row r with -inf < upper[r, i] >= threshold[r]."""
-    for row in range(upper.shape[0]):
-        t, count = threshold[row], 0
-        for i in range(upper.shape[1]):
-            u = upper[row, i]
-            if u >= t and u > -np.inf:
-                count += 1
-        out[row] = count
-
-
-@njit(cache=True)
-def candidates(upper: np.ndarray, threshold: np.ndarray, offsets: np.ndarray, items: np.ndarray) -> None:
-    """``items`` [offsets[r], offsets[r + 1]) = row r's items counted by ``candidate_counts``
-    (whose running sum ``offsets`` is), in increasing item order. ``items`` holds one slot more
-    than the candidates: every item is written and only a candidate moves past it (no branch)."""
-    for row in range(upper.shape[0]):
-        t, at = threshold[row], offsets[row]
-        for i in range(upper.shape[1]):
-            u = upper[row, i]
-            items[at] = i
-            at += (u >= t) & (u > -np.inf)
+        emit_best_first(heap_scores, heap_items, size, out_scores, out_items, row)

@@ -41,17 +41,13 @@ class ModelInputs:
 
 
 @dataclass(frozen=True)
-class ScoreBounds:
-    """Bounds on a block of users' scores of every item, and the exact scores of chosen pairs.
+class PrunedTopK:
+    """A block of users' best k items, found by scoring few items exactly
+    (``Recommender.pruned_top_k``); on the CPU."""
 
-    ``lower <= score_all(users) <= upper`` elementwise, both (B, n_items), float32 on the CPU
-    and the caller's to overwrite; ``exact(rows, items)`` is ``score_all(users)[rows, items]``
-    (n,), bit for bit, computed for those pairs only.
-    """
-
-    lower: Tensor
-    upper: Tensor
-    exact: Callable[[Tensor, Tensor], Tensor]
+    values: Tensor  # (B, k) scores, best first; -inf where fewer than k items can be recommended
+    items: Tensor  # (B, k) item indices; -1 there
+    scored: Tensor  # (B,) how many items each user's ranking scored exactly
 
 
 def bpr_loss(positive: Tensor, negative: Tensor) -> Tensor:
@@ -177,10 +173,12 @@ class Recommender(nn.Module):
         """(B, n_items) predicted preferences of each user for every item."""
         raise NotImplementedError(f"{self.name} does not rank items")
 
-    def score_bounds(self, users: Tensor) -> ScoreBounds | None:
-        """Cheap bounds on ``score_all(users)``, for a model whose full score is costly: top-K
-        ranking (jifr.ranking) then scores exactly only the items whose upper bound can reach the
-        top. None (the default) where ``score_all`` is itself cheap, e.g. a dot product."""
+    def pruned_top_k(self, users: Tensor, k: int, excluded: tuple[Tensor, Tensor] | None) -> PrunedTopK | None:
+        """The ``k`` best items of ``users`` (B,), for a model whose full score is costly: found
+        by scoring exactly only the items that bounds on the score let reach the top, with what
+        ``jifr.ranking.top_k_items`` promises (``score_all``'s bits, a stable order, the pairs
+        ``excluded`` (rows into ``users``, items; on the CPU) and NaN scores never kept). None
+        (the default) where ``score_all`` is itself cheap, e.g. a dot product: ranking sorts it."""
         return None
 
     def score_frames(self, users: Tensor, items: Tensor) -> Tensor:

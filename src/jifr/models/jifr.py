@@ -30,8 +30,8 @@ from jifr.models import rating_attention
 from jifr.models.base import (
     FrameCache,
     ModelInputs,
+    PrunedTopK,
     Recommender,
-    ScoreBounds,
     linear,
     normal_embedding,
     seeded_generator,
@@ -47,11 +47,12 @@ from jifr.models.frames import FrameStore, frame_mask, frame_means, masked_softm
 
 Attention = Literal["avg", "att"]
 FLOAT32_EPS = torch.finfo(torch.float32).eps
+INF = float("inf")
 # r_ai = c + beta (c' - c) and its bounds are each within three roundings of their exact values;
 # this many float32 epsilons of a bound on |c| and |c'| cover them with room to spare.
 ROUNDING_SLACK = 8 * FLOAT32_EPS
 BLOCK_BUDGET = 2**26  # values of the (users x items x hidden) ReLU input at once, off the CPU
-PAIRS_PER_PART = 4096  # chosen pairs per thread below which the exact scores run on one thread
+PROBES = 32  # likely top items per user scored first, for pruned_top_k's threshold (at least k)
 
 
 @dataclass(frozen=True)
@@ -274,7 +275,22 @@ class JIFR(Recommender):
                 ends = torch.aminmax(parts, dim=1) if parts.shape[1] else (parts.new_zeros(parts.shape[0]),) * 2
                 cache |= {f"{name}_w2": parts, f"{name}_w2_range": torch.stack(ends, dim=1)}
                 cache[f"{name}_norm"] = vectors.norm(dim=1).max() if len(vectors) else vectors.new_zeros(())
+            w2 = self.rating_out.weight[0]
+            terms = [_pair_terms(w2, cache["collab_w2"]), _pair_terms(w2, cache["visual_w2"])]
+            cache["pair_terms"] = torch.cat(terms, 1)  # (n_items, 6), collab then visual
+            cache["guess"] = self._mean_user_visual_weight(cache["collab_w2"], cache["visual_w2"])
         return cache
+
+    def _mean_user_visual_weight(self, collab_item: Tensor, visual_item: Tensor) -> Tensor:
+        """(n_items,) beta_ai2 of each item for the mean user (u_a and w_a averaged over the
+        users), given W2's item parts (hidden_dim, n_items): ``pruned_top_k``'s guess of which
+        items score best."""
+        w2_user, _ = self._split_w2()
+        bias = self.rating_hidden.bias
+        collab_user = self.user_collab.weight.mean(0) @ w2_user.T + bias
+        visual_user = self.user_visual.weight.mean(0) @ w2_user.T + bias
+        visual_logit = self.rating_logit(visual_user[None], visual_item.T)
+        return torch.sigmoid(visual_logit - self.rating_logit(collab_user[None], collab_item.T))
 
     def score_all(self, users: Tensor) -> Tensor:
         collab, visual = self._dot_products(users)
@@ -283,41 +299,58 @@ class JIFR(Recommender):
         cache = self.item_cache()
         return self._attended_grid(collab, visual, *self._user_parts(users), cache["collab_w2"], cache["visual_w2"])
 
-    def score_bounds(self, users: Tensor) -> ScoreBounds | None:
-        """With rating attention, r_ai = u_a.v_i + beta_ai2 (w_a.x_i - u_a.v_i) (eq. 8) lies
-        between its values at the smallest and the largest beta_ai2 user a can get over all items
-        (``_visual_weight_range``), so between u_a.v_i and w_a.x_i at worst; ``exact`` runs the
-        attention on the pairs asked for. Without rating attention the score is a sum of two dot
-        products and needs no bounds."""
+    def pruned_top_k(self, users: Tensor, k: int, excluded: tuple[Tensor, Tensor] | None) -> PrunedTopK | None:
+        """With rating attention, on the CPU: the compiled ``rating_attention.top_k``, which runs
+        the attention only on the items whose upper bound reaches the k-th best exact score of
+        a few likely top items. r_ai = u_a.v_i + beta_ai2 (w_a.x_i - u_a.v_i) (eq. 8) moves
+        monotonically with beta_ai2, which lies within the user's range over all items
+        (``_visual_weight_range``) and within a range of the pair's own (``_pair_terms``).
+        Without rating attention the score is a sum of two dot products: nothing to prune."""
         if self.config.rating_attention == "avg" or self.device.type != "cpu":
-            return None  # off the CPU, score_all's attention runs in torch on the device: no bounds
+            return None  # off the CPU, score_all's attention runs in torch on the device
+        scoring, bounds = self._pruning_inputs(users, excluded)
+        values = torch.full((len(users), k), -INF, device=CPU)  # the outputs, written in place
+        items = torch.full((len(users), k), -1, dtype=torch.long, device=CPU)
+        scored = torch.zeros(len(users), dtype=torch.long, device=CPU)
+        probes = min(max(PROBES, k), scoring[0].shape[1])
+        arrays = [*scoring, *bounds, probes, values.numpy(), items.numpy(), scored.numpy()]
+        _run_in_parts(rating_attention.top_k, rating_attention.top_k_parallel, arrays, len(users), 1)
+        return PrunedTopK(values, items, scored)
+
+    def pruning_upper_bounds(self, users: Tensor) -> Tensor:
+        """(B, n_items) the upper bound on each score that ``pruned_top_k`` prunes with (it never
+        fills such a matrix: this is for checking it)."""
+        scoring, bounds = self._pruning_inputs(users, None)
+        out = torch.empty(scoring[0].shape, device=CPU)
+        arrays = [*scoring[:2], *bounds, out.numpy()]  # out: written in place
+        rating_attention.upper_bounds(*arrays)
+        return out
+
+    def _pruning_inputs(
+        self, users: Tensor, excluded: tuple[Tensor, Tensor] | None
+    ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """``rating_attention.top_k``'s inputs: what scores a pair (the dot products, NaN at the
+        ``excluded`` pairs, W2's parts and w2, the guessed beta of each item) and what bounds it
+        (the pair terms of items and users, each user's beta range and rounding slacks)."""
         cache = self.item_cache()
         collab, visual = self._dot_products(users)
+        if excluded is not None:
+            collab[excluded] = float("nan")  # never kept
         collab_user, visual_user = self._user_parts(users)
-
-        # Shared by the bounds and every call of exact, converted once.
-        dot_products = _arrays(collab, visual)
-        parts_of_w2 = _arrays(
-            collab_user, visual_user, cache["collab_w2"], cache["visual_w2"], self.rating_out.weight[0]
-        )
-
-        def exact(rows: Tensor, items: Tensor) -> Tensor:
-            out = torch.empty(len(rows), device=CPU)  # the compiled loop's output, written in place
-            arrays = [*dot_products, *_arrays(rows, items), *parts_of_w2, out.numpy()]
-            _run_in_parts(rating_attention.pairs, rating_attention.pairs_parallel, arrays, len(rows), PAIRS_PER_PART)
-            return out
-
+        w2 = self.rating_out.weight[0]
+        scoring = _arrays(collab, visual, collab_user, visual_user, cache["collab_w2"], cache["visual_w2"], w2)
+        scoring += _arrays(cache["guess"])
         beta_low, beta_high = self._visual_weight_range(collab_user, visual_user)
-        slack = ROUNDING_SLACK * self._largest_dot_product(users)
-        lower, upper = torch.empty(collab.shape, device=CPU), torch.empty(collab.shape, device=CPU)
-        inputs = [*dot_products, *_arrays(beta_low[:, 0], beta_high[:, 0], slack[:, 0])]
-        inputs += [lower.numpy(), upper.numpy()]  # written in place
-        rating_attention.bounds(*inputs)
-        return ScoreBounds(lower, upper, exact)
+        beta_range = torch.cat([beta_low.nan_to_num(0.0), beta_high.nan_to_num(1.0)], 1)
+        user_terms = torch.cat([_pair_terms(w2, collab_user.T), _pair_terms(w2, visual_user.T)], 1)
+        # A NaN weight (one item's is enough) makes these NaN: the widest bounds instead.
+        slack = (ROUNDING_SLACK * self._largest_dot_product(users)[:, 0]).nan_to_num(INF, INF)
+        margin = self._gap_error(collab_user, visual_user).nan_to_num(INF, INF)
+        return scoring, _arrays(cache["pair_terms"], user_terms, beta_range, slack, margin)
 
     def _largest_dot_product(self, users: Tensor) -> Tensor:
         """(B, 1) a bound on |u_a.v_i| and |w_a.x_i| over all items (Cauchy-Schwarz), for the
-        rounding slack of ``score_bounds`` without a pass over the items."""
+        rounding slack of ``pruned_top_k`` without a pass over the items."""
         cache = self.item_cache()
         collab = self.user_collab(users).norm(dim=1) * cache["collab_norm"]
         return torch.maximum(collab, self.user_visual(users).norm(dim=1) * cache["visual_norm"])[:, None]
@@ -332,12 +365,22 @@ class JIFR(Recommender):
         visual_range, collab_range = cache["visual_w2_range"].double(), cache["collab_w2_range"].double()
         visual_low, visual_high = _logit_range(w2, visual_user, visual_range)
         collab_low, collab_high = _logit_range(w2, collab_user, collab_range)
-        magnitude = visual_user.abs() + visual_range.abs().amax(1, keepdim=True)
-        magnitude = magnitude + collab_user.abs() + collab_range.abs().amax(1, keepdim=True)
-        error = (len(w2) + 8) * FLOAT32_EPS * (w2.abs() * magnitude).sum(0) + 1e-12
+        error = self._gap_error(collab_user.T, visual_user.T)
         low = torch.sigmoid(visual_low - collab_high - error) - FLOAT32_EPS
         high = torch.sigmoid(visual_high - collab_low + error) + FLOAT32_EPS
         return low.clamp(0, 1).float()[:, None], high.clamp(0, 1).float()[:, None]
+
+    def _gap_error(self, collab_user: Tensor, visual_user: Tensor) -> Tensor:
+        """(B,) float64: a bound on how far the compiled attention's float32 gap (the difference
+        of the two logits of eq. 9) can be from its exact value, given W2's user parts (B,
+        hidden_dim): (hidden_dim + 8) float32 epsilons of sum_h |w2_h| (|user parts_h| + the
+        largest |item parts_h|), about twice the sum's rounding, which leaves room for the float64
+        rounding of the bounds that use it."""
+        cache = self.item_cache()
+        w2 = self.rating_out.weight[0].double()
+        magnitude = visual_user.double().abs() + cache["visual_w2_range"].double().abs().amax(1)
+        magnitude = magnitude + collab_user.double().abs() + cache["collab_w2_range"].double().abs().amax(1)
+        return (len(w2) + 8) * FLOAT32_EPS * (w2 * magnitude).abs().sum(1) + 1e-12
 
     def _dot_products(self, users: Tensor) -> tuple[Tensor, Tensor]:
         """(B, n_items) u_a.v_i and w_a.x_i of ``users`` (B,) with every item."""
@@ -361,8 +404,8 @@ class JIFR(Recommender):
     ) -> Tensor:
         """(B, N) eq. (8) with the beta of eqs. (9)-(10) for B users and N items whose u_a.v_i and
         w_a.x_i are ``collab`` and ``visual`` (B, N), from the user parts of W2 (``_user_parts``,
-        (B, hidden_dim)) and its item parts (hidden_dim, N), in the compiled loop that also
-        gives ``score_bounds``' exact scores (``jifr.models.rating_attention``), so that the
+        (B, hidden_dim)) and its item parts (hidden_dim, N), in the compiled loop whose
+        operations ``pruned_top_k`` also runs (``jifr.models.rating_attention``), so that the
         two agree bit for bit. Off the CPU, the same equations in torch on the device, a block
         of items at a time."""
         inputs = (collab, visual, collab_user, visual_user, collab_item, visual_item, self.rating_out.weight[0])
@@ -459,6 +502,19 @@ def _attended_blocks(
 def mix(collab: Tensor, visual: Tensor, beta_visual: Tensor) -> Tensor:
     """Eq. (8), beta_1 u_a.v_i + beta_2 w_a.x_i with beta_1 = 1 - beta_2."""
     return collab + beta_visual * (visual - collab)
+
+
+def _pair_terms(w2: Tensor, parts: Tensor) -> Tensor:
+    """(n, 3) float64: sum_h w2_h f(y_h), sum_h min(0, w2_h y_h) and sum_h max(0, w2_h y_h) of W2's
+    parts y (hidden_dim, n) of n users or items, f = ReLU. A ReLU moves by at most the move of
+    its input, so w2_h f(x_h + y_h) lies within w2_h f(x_h) + [min(0, w2_h y_h), max(0, w2_h y_h)],
+    and within the same with x and y swapped: summed over h, the logit w2 . f(x + y) of eq. (9)
+    of a user part x and an item part y lies within two ranges made of one user term and one
+    item term each (``rating_attention._logit_range`` takes the tighter ends), without a pass over
+    the hidden units per pair."""
+    w, y = w2.double()[:, None], parts.double()
+    weighted = w * y
+    return torch.stack([(w * F.relu(y)).sum(0), weighted.clamp(max=0).sum(0), weighted.clamp(min=0).sum(0)], 1)
 
 
 def _logit_range(w2: Tensor, user: Tensor, item_range: Tensor) -> tuple[Tensor, Tensor]:

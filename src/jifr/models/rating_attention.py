@@ -8,19 +8,24 @@ W2's user half (plus its bias) applied to u_a and w_a and its item half to v_i a
     r_ai = c + beta (s - c)                                             (float32)
 
 Every pair takes exactly these operations in this order, whichever function scores it, so a
-pair's score has the same bits in any batch: ``score_all`` (``grid``) and the exact scores of
-the pairs that top-K ranking asks for (``pairs``) agree bit for bit. No fastmath: the sum is
-not reassociated and no multiply-add is fused. ``grid``, and ``pairs`` for each user's run of
-pairs, run the hidden units in the outer loop and the items in the inner one, which LLVM
-vectorises across items without changing any pair's order of operations. A ReLU keeps NaN
-(``x < 0`` is false for NaN), so a NaN weight gives a NaN score, which ranking counts as -inf.
+pair's score has the same bits in any batch: ``score_all`` (``grid``) and the exact scores
+that top-K ranking computes (``top_k``) agree bit for bit. No fastmath: the sum is not
+reassociated and no multiply-add is fused. ``grid`` runs the hidden units in the outer loop
+and the items in the inner one, which LLVM vectorises across items without changing any pair's
+order of operations. A ReLU keeps NaN (``x < 0`` is false for NaN), so a NaN weight gives a
+NaN score, which ranking counts as -inf.
+
+``top_k`` finds each user's best k items while scoring only a few exactly: r_ai moves
+monotonically with beta between c and s, and beta is bounded per pair without a pass over the
+hidden units (``jifr.models.jifr._pair_terms``), so an item whose bound cannot reach the k-th
+best exact score of a few likely top items is skipped.
 
 The loops keep the GIL: in a service, a short loop that released it would then wait for other
 threads to hand it back (``bench/bench_load.py`` served 277 requests/s with the GIL released;
-369 and 337 in two runs without). ``grid_parallel`` and ``pairs_parallel`` split the users (the
-pairs) into parts run on numba's threads, one part per torch thread (``jifr.models.jifr``
-chooses); with one torch thread, as ``jifr serve`` is benchmarked, everything runs on one.
-Every pair takes the same operations on any thread: the same bits.
+369 and 337 in two runs without). ``grid_parallel`` and ``top_k_parallel`` split the users
+into parts run on numba's threads, one part per torch thread (``jifr.models.jifr`` chooses);
+with one torch thread, as ``jifr serve`` is benchmarked, everything runs on one. Every pair
+takes the same operations on any thread: the same bits.
 """
 
 from __future__ import annotations
@@ -29,6 +34,10 @@ import math
 
 import numpy as np
 from numba import njit, prange
+
+from jifr.ranking_loops import emit_best_first, sift_down
+
+FLOAT32_EPS = float(np.finfo(np.float32).eps)
 
 
 @njit(cache=True, inline="always")
@@ -104,107 +113,245 @@ def grid_parallel(
         grid(first, last, collab, visual, collab_user, visual_user, collab_item, visual_item, w2, out)
 
 
+@njit(cache=True, inline="always")
+def _pair_score(
+    a: int,
+    i: int,
+    collab: np.ndarray,
+    visual: np.ndarray,
+    collab_user: np.ndarray,
+    visual_user: np.ndarray,
+    collab_item: np.ndarray,
+    visual_item: np.ndarray,
+    w2: np.ndarray,
+) -> np.float32:
+    """r_ai of row a and item i, with ``grid``'s operations in ``grid``'s order (its bits)."""
+    gap = np.float32(0)
+    for h in range(w2.shape[0]):
+        gap = gap + _unit_term(w2[h], collab_user[a, h], collab_item[h, i], visual_user[a, h], visual_item[h, i])
+    return _mixed(collab[a, i], visual[a, i], gap)
+
+
+@njit(cache=True, inline="always")
+def _logit_low(user: np.ndarray, a: int, item: np.ndarray, i: int, at: int) -> float:
+    """The smallest logit w2 . f(x + y) of eq. (9) that the terms of user a's part x and item i's
+    part y allow (``jifr.models.jifr._pair_terms``, columns ``at`` to ``at + 2``: sum w2_h f(.),
+    sum min(0, w2_h .), sum max(0, w2_h .)); float64, NaN if either end is."""
+    return _greatest(user[a, at] + item[i, at + 1], item[i, at] + user[a, at + 1])
+
+
+@njit(cache=True, inline="always")
+def _logit_high(user: np.ndarray, a: int, item: np.ndarray, i: int, at: int) -> float:
+    """The largest logit that the same terms allow."""
+    return _least(user[a, at] + item[i, at + 2], item[i, at] + user[a, at + 2])
+
+
+@njit(cache=True, inline="always")
+def _upper_bound(
+    collab: np.float32,
+    visual: np.float32,
+    item_terms: np.ndarray,
+    i: int,
+    user_terms: np.ndarray,
+    a: int,
+    beta_low: np.float32,
+    beta_high: np.float32,
+    slack: np.float32,
+    margin: float,
+) -> np.float32:
+    """An upper bound on r_ai = c + beta (s - c) from the range of the pair's own beta (the
+    logits' ranges, the gap's widened by ``margin`` for the float32 rounding of the exact gap,
+    through the sigmoid, widened by a float32 epsilon) within the user's [``beta_low``,
+    ``beta_high``] (a NaN end falls back to those). r_ai grows with beta where s >= c, so only
+    one end is needed: one exp. The same float32 operations as r_ai with a beta at least as far
+    out, then ``slack``: rounding is monotone, so the bound holds. NaN where c or s is NaN
+    (then so is r_ai)."""
+    difference = visual - collab
+    if difference >= 0:  # the largest beta: the largest visual logit less the smallest collaborative one
+        gap = _logit_high(user_terms, a, item_terms, i, 3) - _logit_low(user_terms, a, item_terms, i, 0)
+        beta = np.float32(1.0 / (1.0 + math.exp(-(gap + margin))) + FLOAT32_EPS)
+        if not beta < beta_high:  # NaN too
+            beta = beta_high
+    else:  # the smallest beta (NaN differences end here, and stay NaN)
+        gap = _logit_low(user_terms, a, item_terms, i, 3) - _logit_high(user_terms, a, item_terms, i, 0)
+        beta = np.float32(1.0 / (1.0 + math.exp(-(gap - margin))) - FLOAT32_EPS)
+        if not beta > beta_low:
+            beta = beta_low
+    return (difference * beta + collab) + slack
+
+
+@njit(cache=True, inline="always")
+def _coarse_upper_bound(
+    collab: np.float32, visual: np.float32, beta_low: np.float32, beta_high: np.float32, slack: np.float32
+) -> np.float32:
+    """``_upper_bound`` from the user's beta range alone: no exp, for a first cut."""
+    difference = visual - collab
+    return (difference * (beta_high if difference >= 0 else beta_low) + collab) + slack
+
+
 @njit(cache=True)
-def pairs(
+def top_k(
     first: int,
     last: int,
     collab: np.ndarray,
     visual: np.ndarray,
-    rows: np.ndarray,
-    items: np.ndarray,
     collab_user: np.ndarray,
     visual_user: np.ndarray,
     collab_item: np.ndarray,
     visual_item: np.ndarray,
     w2: np.ndarray,
-    out: np.ndarray,
+    guess: np.ndarray,
+    item_terms: np.ndarray,
+    user_terms: np.ndarray,
+    beta_range: np.ndarray,
+    slack: np.ndarray,
+    margin: np.ndarray,
+    n_probes: int,
+    out_scores: np.ndarray,
+    out_items: np.ndarray,
+    scored: np.ndarray,
 ) -> None:
-    """``out[p]`` = r_ai of the pairs (``rows[p]``, ``items[p]``), p in [first, last): ``collab``
-    and ``visual`` (B, N) the dot products of every pair, ``collab_user`` and ``visual_user``
-    (B, H) indexed by ``rows``, ``collab_item`` and ``visual_item`` (H, N) indexed by ``items``;
-    the operations of ``grid``. Pairs of one user that follow each other (ranking lists them
-    user by user) are taken as one run, the hidden units outside and the pairs inside, as
-    ``grid`` does: for each unit the run's item parts are gathered into a contiguous buffer,
-    which the loop over the pairs reads in order (it vectorises); each pair's sum still runs
-    over the units in the same order."""
-    gap = np.empty(last - first, dtype=np.float32)
-    collab_run = np.empty(last - first, dtype=np.float32)  # one unit's item parts of a run's items
-    visual_run = np.empty(last - first, dtype=np.float32)
-    start = first
-    while start < last:
-        a = rows[start]
-        end = start + 1
-        while end < last and rows[end] == a:
-            end += 1
-        length = end - start
-        run = gap[:length]
-        run[:] = 0
-        for h in range(w2.shape[0]):
-            weight, cu, vu = w2[h], collab_user[a, h], visual_user[a, h]
-            for q in range(length):
-                i = items[start + q]
-                collab_run[q], visual_run[q] = collab_item[h, i], visual_item[h, i]
-            for q in range(length):
-                run[q] = run[q] + _unit_term(weight, cu, collab_run[q], vu, visual_run[q])
-        for q in range(length):
-            i = items[start + q]
-            out[start + q] = _mixed(collab[a, i], visual[a, i], run[q])
-        start = end
+    """The best k items of rows a in [first, last) (of B), scoring few of the N items exactly.
+
+    Inputs as ``grid``'s, with ``collab`` NaN at excluded pairs; ``guess`` (N,) a beta per item
+    to find likely top items; ``item_terms`` (N, 6) and ``user_terms`` (B, 6) the per-pair
+    logit bounds' terms (``pair_terms``, float64); ``beta_range`` (B, 2) each user's smallest
+    and largest beta over all items, ``slack`` (B,) a rounding slack on r_ai and ``margin``
+    (B,) one on the gap, float32, float32 and float64. Out: ``out_scores`` and ``out_items``
+    (B, k), filled with -inf and -1 by the caller, best first (a stable descending order, ties
+    to the lower item, as ``jifr.ranking_loops.top_k_of_segments``), and ``scored`` (B,) how
+    many items each row scored exactly. Per row:
+
+    1. probes: the ``n_probes`` (>= k) items with the best guessed score
+       c + guess_i (s - c), scored exactly; t = their k-th best score (-inf if fewer than k
+       are above -inf). k items score at least t, so the k-th best score is at least t.
+    2. every item whose upper bound reaches t (``_coarse_upper_bound``, then ``_upper_bound``)
+       is scored exactly, in item order, into a heap of the best k: an item whose bound is
+       below t is neither among them nor tied with them.
+    Excluded and NaN pairs are never kept (a NaN score counts as -inf: never recommended).
+    """
+    n_items, k = collab.shape[1], out_scores.shape[1]
+    probe_keys, probe_items = np.empty(n_probes, dtype=np.float32), np.empty(n_probes, dtype=np.int64)
+    probe_scores = np.empty(n_probes, dtype=np.float32)
+    heap_scores, heap_items = np.empty(k, dtype=np.float32), np.empty(k, dtype=np.int64)
+    coarse = np.empty(n_items + 1, dtype=np.int64)  # a slot more: see step 2
+    for a in range(first, last):
+        # 1. The probes: a heap of the best guesses so far, the worst on top.
+        size, worst = 0, np.float32(-np.inf)
+        for i in range(n_items):
+            c = collab[a, i]
+            key = c + guess[i] * (visual[a, i] - c)
+            if size < n_probes:
+                if key == key:  # not NaN (excluded)
+                    probe_keys[size], probe_items[size] = key, i
+                    size += 1
+                    if size == n_probes:
+                        for at in range(n_probes // 2 - 1, -1, -1):
+                            sift_down(probe_keys, probe_items, n_probes, at)
+                        worst = probe_keys[0]
+            elif key > worst:
+                probe_keys[0], probe_items[0] = key, i
+                sift_down(probe_keys, probe_items, n_probes, 0)
+                worst = probe_keys[0]
+        threshold = np.float32(-np.inf)
+        if size >= k:
+            for p in range(size):
+                score = _pair_score(
+                    a, probe_items[p], collab, visual, collab_user, visual_user, collab_item, visual_item, w2
+                )
+                probe_scores[p] = score if score == score else -np.inf
+            threshold = np.sort(probe_scores[:size])[size - k]
+        # 2. The items whose coarse bound reaches the threshold, listed without a branch (every
+        # item is written, only those move past it: a branch would be mispredicted often).
+        low, high, rounding, gap_margin = beta_range[a, 0], beta_range[a, 1], slack[a], margin[a]
+        listed = 0
+        for i in range(n_items):
+            coarse[listed] = i
+            listed += int(_coarse_upper_bound(collab[a, i], visual[a, i], low, high, rounding) >= threshold)  # not NaN
+        # 3. Those whose own bound reaches it too, scored exactly; the best k kept.
+        size, count, worst = 0, 0, np.float32(-np.inf)
+        for at in range(listed):
+            i = coarse[at]
+            c, s = collab[a, i], visual[a, i]
+            if not _upper_bound(c, s, item_terms, i, user_terms, a, low, high, rounding, gap_margin) >= threshold:
+                continue
+            score = _pair_score(a, i, collab, visual, collab_user, visual_user, collab_item, visual_item, w2)
+            count += 1
+            if size < k:
+                if score > -np.inf:  # the first k above -inf (not NaN) fill the heap
+                    heap_scores[size], heap_items[size] = score, i
+                    size += 1
+                    if size == k:
+                        for at in range(k // 2 - 1, -1, -1):
+                            sift_down(heap_scores, heap_items, k, at)
+                        worst = heap_scores[0]
+            elif score > worst:  # then an item enters only strictly above the worst kept
+                heap_scores[0], heap_items[0] = score, i
+                sift_down(heap_scores, heap_items, k, 0)
+                worst = heap_scores[0]
+        emit_best_first(heap_scores, heap_items, size, out_scores, out_items, a)
+        scored[a] = count
 
 
 @njit(cache=True, parallel=True)
-def pairs_parallel(
+def top_k_parallel(
     collab: np.ndarray,
     visual: np.ndarray,
-    rows: np.ndarray,
-    items: np.ndarray,
     collab_user: np.ndarray,
     visual_user: np.ndarray,
     collab_item: np.ndarray,
     visual_item: np.ndarray,
     w2: np.ndarray,
-    out: np.ndarray,
+    guess: np.ndarray,
+    item_terms: np.ndarray,
+    user_terms: np.ndarray,
+    beta_range: np.ndarray,
+    slack: np.ndarray,
+    margin: np.ndarray,
+    n_probes: int,
+    out_scores: np.ndarray,
+    out_items: np.ndarray,
+    scored: np.ndarray,
     parts: int,
 ) -> None:
-    """``pairs`` of every pair, split into ``parts`` slices computed on numba's threads (a run cut
-    in two is two runs: each pair takes the same operations, the same bits)."""
-    n = rows.shape[0]
+    """``top_k`` of every row, the rows split into ``parts`` runs on numba's threads."""
+    n = collab.shape[0]
     for part in prange(parts):
         first, last = part * n // parts, (part + 1) * n // parts
-        pairs(first, last, collab, visual, rows, items, collab_user, visual_user, collab_item, visual_item, w2, out)
+        top_k(
+            first, last, collab, visual, collab_user, visual_user, collab_item, visual_item, w2, guess,
+            item_terms, user_terms, beta_range, slack, margin, n_probes, out_scores, out_items, scored,
+        )  # fmt: skip
 
 
 @njit(cache=True)
-def bounds(
+def upper_bounds(
     collab: np.ndarray,
     visual: np.ndarray,
-    beta_low: np.ndarray,
-    beta_high: np.ndarray,
+    item_terms: np.ndarray,
+    user_terms: np.ndarray,
+    beta_range: np.ndarray,
     slack: np.ndarray,
-    lower: np.ndarray,
-    upper: np.ndarray,
+    margin: np.ndarray,
+    out: np.ndarray,
 ) -> None:
-    """``lower`` and ``upper`` (B, N): r_ai = c + beta (s - c) at beta_low[a] and beta_high[a],
-    the smaller minus ``slack[a]`` and the larger plus it, from the dot products ``collab`` (c)
-    and ``visual`` (s), (B, N); one pass, each value in float32 as its own operation. A NaN
-    dot product gives NaN bounds, which ranking widens to (-inf, inf)."""
+    """``out`` (B, N): the upper bound ``top_k`` prunes with (the smaller of ``_coarse_upper_bound``
+    and ``_upper_bound``), of every pair; for checking it (``top_k`` never fills such a matrix)."""
     for a in range(collab.shape[0]):
-        low, high, margin = beta_low[a], beta_high[a], slack[a]
+        low, high = beta_range[a, 0], beta_range[a, 1]
         for i in range(collab.shape[1]):
-            c = collab[a, i]
-            difference = visual[a, i] - c
-            at_low, at_high = difference * low, difference * high
-            lower[a, i] = (_least(at_low, at_high) + c) - margin
-            upper[a, i] = (_greatest(at_low, at_high) + c) + margin
+            c, s = collab[a, i], visual[a, i]
+            coarse = _coarse_upper_bound(c, s, low, high, slack[a])
+            out[a, i] = min(coarse, _upper_bound(c, s, item_terms, i, user_terms, a, low, high, slack[a], margin[a]))
 
 
 @njit(cache=True, inline="always")
-def _least(a: np.float32, b: np.float32) -> np.float32:
+def _least(a: float, b: float) -> float:
     """The smaller of a and b, NaN where either is NaN (as ``torch.minimum``)."""
     return a if (a < b or a != a) else b
 
 
 @njit(cache=True, inline="always")
-def _greatest(a: np.float32, b: np.float32) -> np.float32:
+def _greatest(a: float, b: float) -> float:
     """The larger of a and b, NaN where either is NaN (as ``torch.maximum``)."""
     return a if (a > b or a != a) else b
