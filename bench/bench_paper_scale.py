@@ -194,6 +194,13 @@ def main() -> None:
             f"peak memory so far {peak_memory_gib():.2f} GiB"
             + (f", GPU {torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB" if device.type == "cuda" else "")
         )
+        pruned = model.pruned_top_k(model.on_device(torch.as_tensor(test_users[:BLOCK_USERS])), 10, None)
+        if pruned is not None:
+            print(
+                f"{name}: its exact top-10 ran the rating attention on {pruned.scored.double().mean():,.1f} items per "
+                f"user (mean; at most {int(pruned.scored.max()):,}) of {data.n_items:,}, over the first "
+                f"{len(pruned.scored):,} test users"
+            )
         if name == "jifr":
             flops = jifr_step_flops(data, 1024, 10, int(unique_items), model)
             achieved = flops * triplets_per_s / (1024 * 10) / 1e9

@@ -194,11 +194,12 @@ def test_rating_attention_models_prune_and_score_few_items(name: str) -> None:
     with torch.no_grad():
         beta = model.visual_weight(users.repeat_interleave(2000), torch.arange(2000).repeat(N_USERS))  # type: ignore[operator]
         pruned = model.pruned_top_k(users, 5, None)
-    assert beta.max() - beta.min() > 0.9  # the attention matters
+    beta = beta.view(N_USERS, 2000)
+    assert (beta.amax(1) - beta.amin(1) > 0.9).all()  # the attention decides, for every user
     assert pruned is not None
     expected_values, expected_items = reference(model, users, 5, None)
     assert torch.equal(pruned.items, expected_items) and torch.equal(pruned.values, expected_values)
-    assert (pruned.scored >= 5).all() and (pruned.scored < 2000 // 20).all(), pruned.scored
+    assert (pruned.scored >= 5).all() and (pruned.scored <= 2000 // 100).all(), pruned.scored
 
 
 @pytest.mark.parametrize("item_half", [0.0, 1e-3])
