@@ -55,6 +55,56 @@ def test_chunking_does_not_change_results(
     assert evaluate_full(bpr, tiny).metrics == pytest.approx(whole, abs=1e-12)
 
 
+@pytest.mark.parametrize("scale", [1.0, 30.0])
+def test_jifr_full_ranking_prunes_and_gives_the_same_metrics(
+    tiny: PreparedData, scale: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """JIFR's full-ranking evaluation ranks by pruning (``pruned_top_k``): the same metrics, to
+    the last bit, as sorting ``score_all``, and the brute-force sort's; also with P scaled up so
+    that beta swings across each user's items. Small chunks: several calls, and positives and
+    known items spread over them."""
+    model = build_model("jifr", ModelInputs.from_data(tiny), seed=1)
+    fit(model, tiny, TrainConfig(epochs=2, batch_size=256), show_progress=False)
+    with torch.no_grad():
+        model.projection.weight.mul_(scale)  # type: ignore[union-attr]
+    model.train().eval()  # drop the item cache
+    monkeypatch.setattr(evaluate, "SCORE_BUDGET", 9 * tiny.n_items)
+    calls: list[int] = []
+    real = model.pruned_top_k
+
+    def counting(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(model, "pruned_top_k", counting)
+    pruned = evaluate_full(model, tiny).metrics
+    assert len(calls) >= 2
+    monkeypatch.setattr(model, "pruned_top_k", lambda *args, **kwargs: None)
+    assert evaluate_full(model, tiny).metrics == pruned
+    hr, ndcg = brute_force_full(model, tiny, 10)
+    assert math.isclose(pruned["HR@10"], hr, abs_tol=1e-9) and math.isclose(pruned["NDCG@10"], ndcg, abs_tol=1e-9)
+
+
+def test_pruned_metrics_count_a_held_out_positive_that_is_also_known_as_the_sort_does(tiny: PreparedData) -> None:
+    """Where a held-out positive is also a known item (not in jifr's own splits, but in a
+    caller's), both paths leave it out of the ranking and count it as a positive."""
+    model = build_model("jifr", ModelInputs.from_data(tiny), seed=2).eval()
+    excluded = tiny.train.csr(tiny.n_users, tiny.n_items)
+    known_held_out = excluded.multiply(np.arange(tiny.n_items)[None, :] < 3)  # the known items 0-2 held out too
+    held_out = (tiny.test.csr(tiny.n_users, tiny.n_items) + known_held_out).tocsr()
+    chunk = np.flatnonzero(np.diff(held_out.indptr))
+    assert (held_out.multiply(excluded)).nnz > 0
+    with torch.no_grad():
+        scores = model.score_all(torch.as_tensor(chunk)).clone()
+        known = excluded[chunk].tocoo()
+        scores[torch.as_tensor(known.row, dtype=torch.long), torch.as_tensor(known.col, dtype=torch.long)] = -math.inf
+        expected = evaluate._rank_held_out(scores, held_out, chunk, (1, 5, 10))
+        got = evaluate._pruned_metrics(model, chunk, held_out, excluded, (1, 5, 10))
+    assert got is not None and got.keys() == expected.keys()
+    for name in expected:
+        assert torch.equal(got[name], expected[name]), name
+
+
 def test_sampled_protocol_is_reproducible_and_reports_spread(bpr: Recommender, tiny: PreparedData) -> None:
     a = evaluate_sampled(bpr, tiny, n_negatives=50, repeats=4, seed=3)
     b = evaluate_sampled(bpr, tiny, n_negatives=50, repeats=4, seed=3)

@@ -144,6 +144,7 @@ def test_items_scored_nan_are_never_recommended(name: str) -> None:
         model.item_collab.weight[7] = float("nan")  # type: ignore[union-attr,index]
     model.train().eval()  # drop the item cache
     users = torch.arange(N_USERS)
+    assert model.pruned_top_k(users, 3, None) is None  # no pruning over a NaN weight: score_all is sorted
     values, items = top_k_items(model, users, N_ITEMS, N_ITEMS)
     assert (items != 7).all() and (items[:, -1] == -1).all()
     expected_values, expected_items = reference(model, users, N_ITEMS, None)

@@ -29,6 +29,7 @@ from torch import Tensor
 
 from jifr.data.prepared import PreparedData
 from jifr.data.sampling import sample_unrated
+from jifr.device import CPU
 from jifr.metrics import hr_ndcg, ideal_dcg, pessimistic_positions
 from jifr.models.base import Recommender
 
@@ -110,12 +111,44 @@ def full_ranking_sums(
     users = np.flatnonzero(np.diff(held_out.indptr))[shard[0] :: shard[1]]
     sums = {name: 0.0 for k in ks for name in (f"HR@{k}", f"NDCG@{k}")}
     for chunk in _user_chunks(users, data.n_items):
-        scores = model.score_all(model.on_device(torch.as_tensor(chunk))).clone()
-        exclude_rows = excluded[chunk].tocoo()
-        scores[_on(scores, exclude_rows.row), _on(scores, exclude_rows.col)] = float("-inf")
-        for name, values in _rank_held_out(scores, held_out, chunk, ks).items():
+        metrics = _pruned_metrics(model, chunk, held_out, excluded, ks)
+        if metrics is None:
+            scores = model.score_all(model.on_device(torch.as_tensor(chunk))).clone()
+            exclude_rows = excluded[chunk].tocoo()
+            scores[_on(scores, exclude_rows.row), _on(scores, exclude_rows.col)] = float("-inf")
+            metrics = _rank_held_out(scores, held_out, chunk, ks)
+        for name, values in metrics.items():
             sums[name] += float(values.sum())
     return sums, len(users)
+
+
+def _pruned_metrics(
+    model: Recommender, chunk: np.ndarray, held_out: sp.csr_matrix, excluded: sp.csr_matrix, ks: tuple[int, ...]
+) -> dict[str, Tensor] | None:
+    """``_rank_held_out``'s metrics from the model's pruned ranking (``Recommender.pruned_top_k``;
+    None where it has none): a positive's pessimistic position up to max(ks) needs only its own
+    score and the best max(ks) scores of the negatives (every item but the user's known and
+    held-out ones), with ``score_all``'s bits, so the metrics are the same."""
+    n_items = held_out.shape[1]
+    items, mask = _padded_positives(held_out, chunk, CPU)
+    rows, columns = mask.nonzero(as_tuple=True)
+    positives = (rows, items[mask])
+    known = excluded[chunk].tocoo()
+    not_negative = (
+        torch.cat([torch.as_tensor(known.row, dtype=torch.long), rows]),
+        torch.cat([torch.as_tensor(known.col, dtype=torch.long), positives[1]]),
+    )
+    k = min(max(ks), n_items)
+    pruned = model.pruned_top_k(model.on_device(torch.as_tensor(chunk)), k, not_negative, positives)
+    if pruned is None:
+        return None
+    positive = torch.full(mask.shape, float("-inf"), device=CPU)
+    positive[rows, columns] = pruned.asked
+    # A held-out positive that is also known is out, as the other path's -inf makes it.
+    pair_keys = rows.numpy() * n_items + positives[1].numpy()
+    also_known = torch.as_tensor(np.isin(pair_keys, known.row.astype(np.int64) * n_items + known.col))
+    positive[rows[also_known], columns[also_known]] = float("-inf")
+    return hr_ndcg(pessimistic_positions(positive, pruned.values, max(ks)), mask.sum(1), ks)
 
 
 def _rank_held_out(

@@ -48,6 +48,7 @@ class PrunedTopK:
     values: Tensor  # (B, k) scores, best first; -inf where fewer than k items can be recommended
     items: Tensor  # (B, k) item indices; -1 there
     scored: Tensor  # (B,) how many items each user's ranking scored exactly
+    asked: Tensor  # (n,) the exact scores (``score_all``'s bits) of the pairs asked for
 
 
 def bpr_loss(positive: Tensor, negative: Tensor) -> Tensor:
@@ -173,12 +174,20 @@ class Recommender(nn.Module):
         """(B, n_items) predicted preferences of each user for every item."""
         raise NotImplementedError(f"{self.name} does not rank items")
 
-    def pruned_top_k(self, users: Tensor, k: int, excluded: tuple[Tensor, Tensor] | None) -> PrunedTopK | None:
+    def pruned_top_k(
+        self,
+        users: Tensor,
+        k: int,
+        excluded: tuple[Tensor, Tensor] | None,
+        asked: tuple[Tensor, Tensor] | None = None,
+    ) -> PrunedTopK | None:
         """The ``k`` best items of ``users`` (B,), for a model whose full score is costly: found
         by scoring exactly only the items that bounds on the score let reach the top, with what
         ``jifr.ranking.top_k_items`` promises (``score_all``'s bits, a stable order, the pairs
-        ``excluded`` (rows into ``users``, items; on the CPU) and NaN scores never kept). None
-        (the default) where ``score_all`` is itself cheap, e.g. a dot product: ranking sorts it."""
+        ``excluded`` never kept), and the exact scores of the pairs ``asked`` for; pairs are
+        (rows into ``users``, items), on the CPU. No score may be NaN where this answers. None
+        (the default) where ``score_all`` is itself cheap, e.g. a dot product, or where this
+        model cannot prune these users: the callers then use ``score_all``."""
         return None
 
     def score_frames(self, users: Tensor, items: Tensor) -> Tensor:

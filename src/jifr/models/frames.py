@@ -50,8 +50,19 @@ class FrameStore:
         return int(self.indptr[-1])
 
     def features(self, rows: Tensor) -> Tensor:
-        """(F, D) float32 features of frame ``rows`` (F,), on the store's device."""
+        """(F, D) float32 features of frame ``rows`` (F,), on the store's device, not to be
+        written to. From the float32 copy training keeps, where there is one (the same values);
+        consecutive rows (a chunk of items' frames) as one slice: of that copy without a copy,
+        or of the features converted in one pass."""
+        resident = self._resident if self._resident is not None and self._resident.dtype == torch.float32 else None
         index = rows.cpu().numpy()
+        if len(index) > 1 and index[-1] - index[0] == len(index) - 1 and bool((np.diff(index) == 1).all()):
+            if resident is not None:
+                return resident[int(index[0]) : int(index[-1]) + 1]
+            block = np.array(self.frames.features[index[0] : index[-1] + 1], dtype=np.float32)  # a copy, writable
+            return torch.from_numpy(block).to(self.device)
+        if resident is not None:
+            return torch.index_select(resident, 0, rows.to(self.device))
         if not self._in_memory:
             # Reading a memmap in increasing row order touches each page once.
             order = np.argsort(index, kind="stable")

@@ -53,6 +53,8 @@ INF = float("inf")
 ROUNDING_SLACK = 8 * FLOAT32_EPS
 BLOCK_BUDGET = 2**26  # values of the (users x items x hidden) ReLU input at once, off the CPU
 PROBES = 32  # likely top items per user scored first, for pruned_top_k's threshold (at least k)
+# Below this, sums and differences of a few float32 values stay finite (float32 overflows at 3.4e38).
+SAFE_MAGNITUDE = 1e30
 
 
 @dataclass(frozen=True)
@@ -299,54 +301,71 @@ class JIFR(Recommender):
         cache = self.item_cache()
         return self._attended_grid(collab, visual, *self._user_parts(users), cache["collab_w2"], cache["visual_w2"])
 
-    def pruned_top_k(self, users: Tensor, k: int, excluded: tuple[Tensor, Tensor] | None) -> PrunedTopK | None:
+    def pruned_top_k(
+        self,
+        users: Tensor,
+        k: int,
+        excluded: tuple[Tensor, Tensor] | None,
+        asked: tuple[Tensor, Tensor] | None = None,
+    ) -> PrunedTopK | None:
         """With rating attention, on the CPU: the compiled ``rating_attention.top_k``, which runs
         the attention only on the items whose upper bound reaches the k-th best exact score of
         a few likely top items. r_ai = u_a.v_i + beta_ai2 (w_a.x_i - u_a.v_i) (eq. 8) moves
         monotonically with beta_ai2, which lies within the user's range over all items
         (``_visual_weight_range``) and within a range of the pair's own (``_pair_terms``).
-        Without rating attention the score is a sum of two dot products: nothing to prune."""
+        Without rating attention the score is a sum of two dot products: nothing to prune; nor
+        where a weight is not finite or so large that a score could overflow (ranking then sorts
+        ``score_all``, whose NaN it knows how to treat)."""
         if self.config.rating_attention == "avg" or self.device.type != "cpu":
             return None  # off the CPU, score_all's attention runs in torch on the device
-        scoring, bounds = self._pruning_inputs(users, excluded)
+        inputs = self._pruning_inputs(users)
+        if inputs is None:
+            return None
+        scoring, bounds = inputs
+        asked_scores = torch.empty(0 if asked is None else len(asked[0]), device=CPU)
+        if asked is not None:  # before the excluded pairs are marked: they may be asked for
+            arrays = [*_arrays(*asked), *scoring[:7], asked_scores.numpy()]  # the scores: written in place
+            rating_attention.pair_scores(*arrays)
+        if excluded is not None:
+            scoring[0][excluded[0].numpy(), excluded[1].numpy()] = np.nan  # u.v: never kept
         values = torch.full((len(users), k), -INF, device=CPU)  # the outputs, written in place
         items = torch.full((len(users), k), -1, dtype=torch.long, device=CPU)
         scored = torch.zeros(len(users), dtype=torch.long, device=CPU)
         probes = min(max(PROBES, k), scoring[0].shape[1])
         arrays = [*scoring, *bounds, probes, values.numpy(), items.numpy(), scored.numpy()]
         _run_in_parts(rating_attention.top_k, rating_attention.top_k_parallel, arrays, len(users), 1)
-        return PrunedTopK(values, items, scored)
+        return PrunedTopK(values, items, scored, asked_scores)
 
     def pruning_upper_bounds(self, users: Tensor) -> Tensor:
         """(B, n_items) the upper bound on each score that ``pruned_top_k`` prunes with (it never
-        fills such a matrix: this is for checking it)."""
-        scoring, bounds = self._pruning_inputs(users, None)
+        fills such a matrix: this is for checking it), for a model whose weights allow pruning."""
+        inputs = self._pruning_inputs(users)
+        if inputs is None:
+            raise ValueError("this model's weights are not finite (or too large) for pruned ranking")
+        scoring, bounds = inputs
         out = torch.empty(scoring[0].shape, device=CPU)
         arrays = [*scoring[:2], *bounds, out.numpy()]  # out: written in place
         rating_attention.upper_bounds(*arrays)
         return out
 
-    def _pruning_inputs(
-        self, users: Tensor, excluded: tuple[Tensor, Tensor] | None
-    ) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """``rating_attention.top_k``'s inputs: what scores a pair (the dot products, NaN at the
-        ``excluded`` pairs, W2's parts and w2, the guessed beta of each item) and what bounds it
-        (the pair terms of items and users, each user's beta range and rounding slacks)."""
+    def _pruning_inputs(self, users: Tensor) -> tuple[list[np.ndarray], list[np.ndarray]] | None:
+        """``rating_attention.top_k``'s inputs: what scores a pair (the dot products, W2's parts
+        and w2, the guessed beta of each item) and what bounds it (the pair terms of items and
+        users, each user's beta range and rounding slacks). None unless every dot product and
+        every logit sum is below ``SAFE_MAGNITUDE``: then no score is NaN or infinite."""
         cache = self.item_cache()
-        collab, visual = self._dot_products(users)
-        if excluded is not None:
-            collab[excluded] = float("nan")  # never kept
         collab_user, visual_user = self._user_parts(users)
+        largest, gap_magnitude = self._largest_dot_product(users)[:, 0], self._gap_magnitude(collab_user, visual_user)
+        if not bool((largest < SAFE_MAGNITUDE).all() and (gap_magnitude < SAFE_MAGNITUDE).all()):  # NaN: False
+            return None
+        collab, visual = self._dot_products(users)
         w2 = self.rating_out.weight[0]
         scoring = _arrays(collab, visual, collab_user, visual_user, cache["collab_w2"], cache["visual_w2"], w2)
         scoring += _arrays(cache["guess"])
         beta_low, beta_high = self._visual_weight_range(collab_user, visual_user)
-        beta_range = torch.cat([beta_low.nan_to_num(0.0), beta_high.nan_to_num(1.0)], 1)
         user_terms = torch.cat([_pair_terms(w2, collab_user.T), _pair_terms(w2, visual_user.T)], 1)
-        # A NaN weight (one item's is enough) makes these NaN: the widest bounds instead.
-        slack = (ROUNDING_SLACK * self._largest_dot_product(users)[:, 0]).nan_to_num(INF, INF)
-        margin = self._gap_error(collab_user, visual_user).nan_to_num(INF, INF)
-        return scoring, _arrays(cache["pair_terms"], user_terms, beta_range, slack, margin)
+        slack, margin = ROUNDING_SLACK * largest, _gap_error(gap_magnitude, len(w2))
+        return scoring, _arrays(cache["pair_terms"], user_terms, torch.cat([beta_low, beta_high], 1), slack, margin)
 
     def _largest_dot_product(self, users: Tensor) -> Tensor:
         """(B, 1) a bound on |u_a.v_i| and |w_a.x_i| over all items (Cauchy-Schwarz), for the
@@ -365,22 +384,20 @@ class JIFR(Recommender):
         visual_range, collab_range = cache["visual_w2_range"].double(), cache["collab_w2_range"].double()
         visual_low, visual_high = _logit_range(w2, visual_user, visual_range)
         collab_low, collab_high = _logit_range(w2, collab_user, collab_range)
-        error = self._gap_error(collab_user.T, visual_user.T)
+        error = _gap_error(self._gap_magnitude(collab_user.T, visual_user.T), len(w2))
         low = torch.sigmoid(visual_low - collab_high - error) - FLOAT32_EPS
         high = torch.sigmoid(visual_high - collab_low + error) + FLOAT32_EPS
         return low.clamp(0, 1).float()[:, None], high.clamp(0, 1).float()[:, None]
 
-    def _gap_error(self, collab_user: Tensor, visual_user: Tensor) -> Tensor:
-        """(B,) float64: a bound on how far the compiled attention's float32 gap (the difference
-        of the two logits of eq. 9) can be from its exact value, given W2's user parts (B,
-        hidden_dim): (hidden_dim + 8) float32 epsilons of sum_h |w2_h| (|user parts_h| + the
-        largest |item parts_h|), about twice the sum's rounding, which leaves room for the float64
-        rounding of the bounds that use it."""
+    def _gap_magnitude(self, collab_user: Tensor, visual_user: Tensor) -> Tensor:
+        """(B,) float64: sum_h |w2_h| (|user parts_h| + the largest |item parts_h|) over both
+        logits of eq. (9), given W2's user parts (B, hidden_dim): a bound on the magnitude of
+        every term the compiled attention's gap adds."""
         cache = self.item_cache()
         w2 = self.rating_out.weight[0].double()
         magnitude = visual_user.double().abs() + cache["visual_w2_range"].double().abs().amax(1)
         magnitude = magnitude + collab_user.double().abs() + cache["collab_w2_range"].double().abs().amax(1)
-        return (len(w2) + 8) * FLOAT32_EPS * (w2 * magnitude).abs().sum(1) + 1e-12
+        return (w2 * magnitude).abs().sum(1)
 
     def _dot_products(self, users: Tensor) -> tuple[Tensor, Tensor]:
         """(B, n_items) u_a.v_i and w_a.x_i of ``users`` (B,) with every item."""
@@ -502,6 +519,14 @@ def _attended_blocks(
 def mix(collab: Tensor, visual: Tensor, beta_visual: Tensor) -> Tensor:
     """Eq. (8), beta_1 u_a.v_i + beta_2 w_a.x_i with beta_1 = 1 - beta_2."""
     return collab + beta_visual * (visual - collab)
+
+
+def _gap_error(magnitude: Tensor, hidden_dim: int) -> Tensor:
+    """A bound on how far the compiled attention's float32 gap (the difference of the two logits
+    of eq. 9) can be from its exact value, given ``JIFR._gap_magnitude``: (hidden_dim + 8)
+    float32 epsilons of it, about twice the sum's rounding, which leaves room for the float64
+    rounding of the bounds that use it."""
+    return (hidden_dim + 8) * FLOAT32_EPS * magnitude + 1e-12
 
 
 def _pair_terms(w2: Tensor, parts: Tensor) -> Tensor:

@@ -132,6 +132,24 @@ def _pair_score(
     return _mixed(collab[a, i], visual[a, i], gap)
 
 
+@njit(cache=True)
+def pair_scores(
+    rows: np.ndarray,
+    items: np.ndarray,
+    collab: np.ndarray,
+    visual: np.ndarray,
+    collab_user: np.ndarray,
+    visual_user: np.ndarray,
+    collab_item: np.ndarray,
+    visual_item: np.ndarray,
+    w2: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    """``out[p]`` = r_ai of the pairs (``rows[p]``, ``items[p]``), with ``grid``'s bits."""
+    for p in range(len(rows)):
+        out[p] = _pair_score(rows[p], items[p], collab, visual, collab_user, visual_user, collab_item, visual_item, w2)
+
+
 @njit(cache=True, inline="always")
 def _logit_low(user: np.ndarray, a: int, item: np.ndarray, i: int, at: int) -> float:
     """The smallest logit w2 . f(x + y) of eq. (9) that the terms of user a's part x and item i's
