@@ -8,8 +8,8 @@ the first k of a stable descending sort (ties to the lower item), and they come 
 order. A candidate scored -inf is never kept: rows with fewer than k others end with score
 -inf and item -1. Scores must hold no NaN (ranking turns them into -inf first).
 
-``sift_down`` and ``emit_best_first`` are the heap's steps, which JIFR's pruned top-K
-(``jifr.models.rating_attention.top_k``) shares.
+``offer``, ``sift_down`` and ``emit_best_first`` are the heap's steps, which JIFR's pruned
+top-K (``jifr.models.rating_attention.top_k``) shares.
 """
 
 from __future__ import annotations
@@ -67,20 +67,27 @@ def top_k_of_segments(
     heap_scores = np.empty(k, dtype=scores.dtype)
     heap_items = np.empty(k, dtype=np.int64)
     for row in range(len(offsets) - 1):
-        p, end, size = offsets[row], offsets[row + 1], 0
-        while p < end and size < k:  # the first k above -inf fill the heap
-            if scores[p] > -np.inf:
-                heap_scores[size], heap_items[size] = scores[p], items[p]
-                size += 1
-            p += 1
-        if size == k:
-            for at in range(k // 2 - 1, -1, -1):
-                sift_down(heap_scores, heap_items, k, at)
-            worst = heap_scores[0]
-            while p < end:  # then a candidate enters only strictly above the worst kept
-                if scores[p] > worst:
-                    heap_scores[0], heap_items[0] = scores[p], items[p]
-                    sift_down(heap_scores, heap_items, k, 0)
-                    worst = heap_scores[0]
-                p += 1
+        size = 0
+        for p in range(offsets[row], offsets[row + 1]):
+            size = offer(heap_scores, heap_items, size, scores[p], items[p])
         emit_best_first(heap_scores, heap_items, size, out_scores, out_items, row)
+
+
+@njit(cache=True, inline="always")
+def offer(heap_scores: np.ndarray, heap_items: np.ndarray, size: int, score: np.float32, item: int) -> int:
+    """Offer (``score``, ``item``) to a heap of the best len(heap_scores) of a row's candidates
+    so far, ``size`` of them filled, the worst on top; returns the new size. The first ones above
+    -inf fill it (arranged into a heap once full); then a candidate enters only strictly above
+    the worst kept, so among equal scores the earlier candidate stays."""
+    k = len(heap_scores)
+    if size < k:
+        if score > -np.inf:  # not NaN either
+            heap_scores[size], heap_items[size] = score, item
+            size += 1
+            if size == k:
+                for at in range(k // 2 - 1, -1, -1):
+                    sift_down(heap_scores, heap_items, k, at)
+    elif score > heap_scores[0]:
+        heap_scores[0], heap_items[0] = score, item
+        sift_down(heap_scores, heap_items, k, 0)
+    return size

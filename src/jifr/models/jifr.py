@@ -52,6 +52,7 @@ INF = float("inf")
 # this many float32 epsilons of a bound on |c| and |c'| cover them with room to spare.
 ROUNDING_SLACK = 8 * FLOAT32_EPS
 BLOCK_BUDGET = 2**26  # values of the (users x items x hidden) ReLU input at once, off the CPU
+Arrays = tuple[np.ndarray, ...]  # a compiled loop's inputs of one kind (rating_attention)
 PROBES = 32  # likely top items per user scored first, for pruned_top_k's threshold (at least k)
 # Below this, sums and differences of a few float32 values stay finite (float32 overflows at 3.4e38).
 SAFE_MAGNITUDE = 1e30
@@ -318,41 +319,43 @@ class JIFR(Recommender):
         ``score_all``, whose NaN it knows how to treat)."""
         if self.config.rating_attention == "avg" or self.device.type != "cpu":
             return None  # off the CPU, score_all's attention runs in torch on the device
-        inputs = self._pruning_inputs(users)
-        if inputs is None:
+        pruning = self._pruning_inputs(users)
+        if pruning is None:
             return None
-        scoring, bounds = inputs
-        asked_scores = torch.empty(0 if asked is None else len(asked[0]), device=CPU)
+        inputs, guess, bounds = pruning
+        asked_scores = torch.empty(0 if asked is None else len(asked[0]), device=CPU)  # written in place
         if asked is not None:  # before the excluded pairs are marked: they may be asked for
-            arrays = [*_arrays(*asked), *scoring[:7], asked_scores.numpy()]  # the scores: written in place
-            rating_attention.pair_scores(*arrays)
+            rows, columns = _arrays(*asked)
+            rating_attention.pair_scores(rows, columns, inputs, asked_scores.numpy())
         if excluded is not None:
-            scoring[0][excluded[0].numpy(), excluded[1].numpy()] = np.nan  # u.v: never kept
+            inputs[0][excluded[0].numpy(), excluded[1].numpy()] = np.nan  # u.v: never kept
         values = torch.full((len(users), k), -INF, device=CPU)  # the outputs, written in place
         items = torch.full((len(users), k), -1, dtype=torch.long, device=CPU)
         scored = torch.zeros(len(users), dtype=torch.long, device=CPU)
-        probes = min(max(PROBES, k), scoring[0].shape[1])
-        arrays = [*scoring, *bounds, probes, values.numpy(), items.numpy(), scored.numpy()]
-        _run_in_parts(rating_attention.top_k, rating_attention.top_k_parallel, arrays, len(users), 1)
+        outputs = (values.numpy(), items.numpy(), scored.numpy())
+        arrays = [inputs, guess, bounds, min(max(PROBES, k), inputs[0].shape[1]), outputs]
+        _run_in_parts(rating_attention.top_k, rating_attention.top_k_parallel, arrays, len(users))
         return PrunedTopK(values, items, scored, asked_scores)
 
     def pruning_upper_bounds(self, users: Tensor) -> Tensor:
         """(B, n_items) the upper bound on each score that ``pruned_top_k`` prunes with (it never
         fills such a matrix: this is for checking it), for a model whose weights allow pruning."""
-        inputs = self._pruning_inputs(users)
-        if inputs is None:
+        pruning = self._pruning_inputs(users)
+        if pruning is None:
             raise ValueError("this model's weights are not finite (or too large) for pruned ranking")
-        scoring, bounds = inputs
-        out = torch.empty(scoring[0].shape, device=CPU)
-        arrays = [*scoring[:2], *bounds, out.numpy()]  # out: written in place
-        rating_attention.upper_bounds(*arrays)
+        inputs, _, bounds = pruning
+        out = torch.empty(inputs[0].shape, device=CPU)  # written in place
+        rating_attention.upper_bounds(inputs[0], inputs[1], bounds, out.numpy())
         return out
 
-    def _pruning_inputs(self, users: Tensor) -> tuple[list[np.ndarray], list[np.ndarray]] | None:
-        """``rating_attention.top_k``'s inputs: what scores a pair (the dot products, W2's parts
-        and w2, the guessed beta of each item) and what bounds it (the pair terms of items and
-        users, each user's beta range and rounding slacks). None unless every dot product and
-        every logit sum is below ``SAFE_MAGNITUDE``: then no score is NaN or infinite."""
+    def _pruning_inputs(
+        self, users: Tensor
+    ) -> tuple[tuple[np.ndarray, ...], np.ndarray, tuple[np.ndarray, ...]] | None:
+        """``rating_attention.top_k``'s inputs: the attention's (the dot products, W2's parts and
+        w2, as ``rating_attention.grid`` takes them), the guessed beta of each item, and what
+        bounds a pair (the pair terms of items and users, each user's beta range and rounding
+        slacks). None unless every dot product and every logit sum is below ``SAFE_MAGNITUDE``:
+        then no score is NaN or infinite."""
         cache = self.item_cache()
         collab_user, visual_user = self._user_parts(users)
         largest, gap_magnitude = self._largest_dot_product(users)[:, 0], self._gap_magnitude(collab_user, visual_user)
@@ -360,12 +363,12 @@ class JIFR(Recommender):
             return None
         collab, visual = self._dot_products(users)
         w2 = self.rating_out.weight[0]
-        scoring = _arrays(collab, visual, collab_user, visual_user, cache["collab_w2"], cache["visual_w2"], w2)
-        scoring += _arrays(cache["guess"])
+        inputs = _arrays(collab, visual, collab_user, visual_user, cache["collab_w2"], cache["visual_w2"], w2)
         beta_low, beta_high = self._visual_weight_range(collab_user, visual_user)
         user_terms = torch.cat([_pair_terms(w2, collab_user.T), _pair_terms(w2, visual_user.T)], 1)
         slack, margin = ROUNDING_SLACK * largest, _gap_error(gap_magnitude, len(w2))
-        return scoring, _arrays(cache["pair_terms"], user_terms, torch.cat([beta_low, beta_high], 1), slack, margin)
+        bounds = _arrays(cache["pair_terms"], user_terms, torch.cat([beta_low, beta_high], 1), slack, margin)
+        return tuple(inputs), _arrays(cache["guess"])[0], tuple(bounds)
 
     def _largest_dot_product(self, users: Tensor) -> Tensor:
         """(B, 1) a bound on |u_a.v_i| and |w_a.x_i| over all items (Cauchy-Schwarz), for the
@@ -429,8 +432,8 @@ class JIFR(Recommender):
         if collab.device.type != "cpu":
             return _attended_blocks(*inputs)
         out = torch.empty(collab.shape, device=CPU)
-        arrays = [*_arrays(*inputs), out.numpy()]  # out: written in place
-        _run_in_parts(rating_attention.grid, rating_attention.grid_parallel, arrays, collab.shape[0], 1)
+        arrays = [tuple(_arrays(*inputs)), out.numpy()]  # out: written in place
+        _run_in_parts(rating_attention.grid, rating_attention.grid_parallel, arrays, collab.shape[0])
         return out
 
     def score_frames(self, users: Tensor, items: Tensor) -> Tensor:
@@ -469,11 +472,10 @@ class JIFR(Recommender):
         return self._attended_grid(collab, visual, *self._user_parts(users), w2_item @ item_collab.T, w2_item @ x.T)
 
 
-def _run_in_parts(loop: Any, parallel_loop: Any, arrays: list[np.ndarray], n: int, per_part: int) -> None:
-    """Run a compiled loop over its ``n`` users (pairs): ``loop(0, n, *arrays)`` on this thread,
-    or ``parallel_loop(*arrays, parts)`` in ``_thread_parts(n // per_part)`` parts where that is
-    more than one (each part then gets at least ``per_part``)."""
-    parts = _thread_parts(n // per_part)
+def _run_in_parts(loop: Any, parallel_loop: Any, arrays: list[Any], n: int) -> None:
+    """Run a compiled loop over its ``n`` users: ``loop(0, n, *arrays)`` on this thread, or
+    ``parallel_loop(*arrays, parts)`` in ``_thread_parts(n)`` parts where that is more than one."""
+    parts = _thread_parts(n)
     if parts > 1:
         parallel_loop(*arrays, parts)
     else:
@@ -481,7 +483,7 @@ def _run_in_parts(loop: Any, parallel_loop: Any, arrays: list[np.ndarray], n: in
 
 
 def _thread_parts(n: int) -> int:
-    """How many parts to split ``n`` users (or runs of pairs) into for the compiled loops: one
+    """How many parts to split ``n`` users into for the compiled loops: one
     per torch thread (``torch.set_num_threads``, ``OMP_NUM_THREADS``), at most n and at most
     numba's threads. With one, numba's threads are never started (asking numba for its thread
     count starts them)."""
@@ -535,7 +537,7 @@ def _pair_terms(w2: Tensor, parts: Tensor) -> Tensor:
     its input, so w2_h f(x_h + y_h) lies within w2_h f(x_h) + [min(0, w2_h y_h), max(0, w2_h y_h)],
     and within the same with x and y swapped: summed over h, the logit w2 . f(x + y) of eq. (9)
     of a user part x and an item part y lies within two ranges made of one user term and one
-    item term each (``rating_attention._logit_range`` takes the tighter ends), without a pass over
+    item term each (``rating_attention._logit_low`` and ``_logit_high`` take the tighter ends), without a pass over
     the hidden units per pair."""
     w, y = w2.double()[:, None], parts.double()
     weighted = w * y

@@ -35,7 +35,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from jifr.ranking_loops import emit_best_first, sift_down
+from jifr.ranking_loops import emit_best_first, offer
 
 FLOAT32_EPS = float(np.finfo(np.float32).eps)
 
@@ -66,21 +66,12 @@ def _mixed(collab: np.float32, visual: np.float32, gap: np.float32) -> np.float3
 
 
 @njit(cache=True)
-def grid(
-    first: int,
-    last: int,
-    collab: np.ndarray,
-    visual: np.ndarray,
-    collab_user: np.ndarray,
-    visual_user: np.ndarray,
-    collab_item: np.ndarray,
-    visual_item: np.ndarray,
-    w2: np.ndarray,
-    out: np.ndarray,
-) -> None:
-    """``out[a]`` = r_ai of users a in [first, last) (of B) and all N items: ``collab`` and
-    ``visual`` (B, N) their dot products, ``collab_user`` and ``visual_user`` (B, H) the user
-    parts, ``collab_item`` and ``visual_item`` (H, N) the item parts, hidden-major; all float32."""
+def grid(first: int, last: int, inputs: tuple, out: np.ndarray) -> None:
+    """``out[a]`` = r_ai of users a in [first, last) (of B) and all N items. ``inputs`` is the
+    attention's inputs: ``collab`` and ``visual`` (B, N) the dot products, ``collab_user`` and
+    ``visual_user`` (B, H) the user parts, ``collab_item`` and ``visual_item`` (H, N) the item
+    parts, hidden-major, and w2 (H,); all float32."""
+    collab, visual, collab_user, visual_user, collab_item, visual_item, w2 = inputs
     n_items = collab.shape[1]
     gap = np.empty(n_items, dtype=np.float32)
     for a in range(first, last):
@@ -94,23 +85,12 @@ def grid(
 
 
 @njit(cache=True, parallel=True)
-def grid_parallel(
-    collab: np.ndarray,
-    visual: np.ndarray,
-    collab_user: np.ndarray,
-    visual_user: np.ndarray,
-    collab_item: np.ndarray,
-    visual_item: np.ndarray,
-    w2: np.ndarray,
-    out: np.ndarray,
-    parts: int,
-) -> None:
+def grid_parallel(inputs: tuple, out: np.ndarray, parts: int) -> None:
     """``grid`` of every user, the users split into ``parts`` runs computed on numba's threads
     (each pair takes the same operations: the same bits)."""
-    n = collab.shape[0]
+    n = inputs[0].shape[0]
     for part in prange(parts):
-        first, last = part * n // parts, (part + 1) * n // parts
-        grid(first, last, collab, visual, collab_user, visual_user, collab_item, visual_item, w2, out)
+        grid(part * n // parts, (part + 1) * n // parts, inputs, out)
 
 
 @njit(cache=True, inline="always")
@@ -125,7 +105,9 @@ def _pair_score(
     visual_item: np.ndarray,
     w2: np.ndarray,
 ) -> np.float32:
-    """r_ai of row a and item i, with ``grid``'s operations in ``grid``'s order (its bits)."""
+    """r_ai of row a and item i, with ``grid``'s operations in ``grid``'s order (its bits).
+    (The hot loops take arrays, not tuples: an array taken from a tuple in a loop costs a
+    reference count each time.)"""
     gap = np.float32(0)
     for h in range(w2.shape[0]):
         gap = gap + _unit_term(w2[h], collab_user[a, h], collab_item[h, i], visual_user[a, h], visual_item[h, i])
@@ -133,19 +115,9 @@ def _pair_score(
 
 
 @njit(cache=True)
-def pair_scores(
-    rows: np.ndarray,
-    items: np.ndarray,
-    collab: np.ndarray,
-    visual: np.ndarray,
-    collab_user: np.ndarray,
-    visual_user: np.ndarray,
-    collab_item: np.ndarray,
-    visual_item: np.ndarray,
-    w2: np.ndarray,
-    out: np.ndarray,
-) -> None:
+def pair_scores(rows: np.ndarray, items: np.ndarray, inputs: tuple, out: np.ndarray) -> None:
     """``out[p]`` = r_ai of the pairs (``rows[p]``, ``items[p]``), with ``grid``'s bits."""
+    collab, visual, collab_user, visual_user, collab_item, visual_item, w2 = inputs
     for p in range(len(rows)):
         out[p] = _pair_score(rows[p], items[p], collab, visual, collab_user, visual_user, collab_item, visual_item, w2)
 
@@ -182,8 +154,8 @@ def _upper_bound(
     through the sigmoid, widened by a float32 epsilon) within the user's [``beta_low``,
     ``beta_high``] (a NaN end falls back to those). r_ai grows with beta where s >= c, so only
     one end is needed: one exp. The same float32 operations as r_ai with a beta at least as far
-    out, then ``slack``: rounding is monotone, so the bound holds. NaN where c or s is NaN
-    (then so is r_ai)."""
+    out, then ``slack``: rounding is monotone, so the bound holds. NaN where c or s is NaN (then
+    so is r_ai)."""
     difference = visual - collab
     if difference >= 0:  # the largest beta: the largest visual logit less the smallest collaborative one
         gap = _logit_high(user_terms, a, item_terms, i, 3) - _logit_low(user_terms, a, item_terms, i, 0)
@@ -209,68 +181,44 @@ def _coarse_upper_bound(
 
 @njit(cache=True)
 def top_k(
-    first: int,
-    last: int,
-    collab: np.ndarray,
-    visual: np.ndarray,
-    collab_user: np.ndarray,
-    visual_user: np.ndarray,
-    collab_item: np.ndarray,
-    visual_item: np.ndarray,
-    w2: np.ndarray,
-    guess: np.ndarray,
-    item_terms: np.ndarray,
-    user_terms: np.ndarray,
-    beta_range: np.ndarray,
-    slack: np.ndarray,
-    margin: np.ndarray,
-    n_probes: int,
-    out_scores: np.ndarray,
-    out_items: np.ndarray,
-    scored: np.ndarray,
+    first: int, last: int, inputs: tuple, guess: np.ndarray, bounds: tuple, n_probes: int, outputs: tuple
 ) -> None:
     """The best k items of rows a in [first, last) (of B), scoring few of the N items exactly.
 
-    Inputs as ``grid``'s, with ``collab`` NaN at excluded pairs; ``guess`` (N,) a beta per item
-    to find likely top items; ``item_terms`` (N, 6) and ``user_terms`` (B, 6) the per-pair
-    logit bounds' terms (``pair_terms``, float64); ``beta_range`` (B, 2) each user's smallest
-    and largest beta over all items, ``slack`` (B,) a rounding slack on r_ai and ``margin``
-    (B,) one on the gap, float32, float32 and float64. Out: ``out_scores`` and ``out_items``
-    (B, k), filled with -inf and -1 by the caller, best first (a stable descending order, ties
-    to the lower item, as ``jifr.ranking_loops.top_k_of_segments``), and ``scored`` (B,) how
-    many items each row scored exactly. Per row:
+    ``inputs`` as ``grid``'s, with ``collab`` NaN at excluded pairs; ``guess`` (N,) a beta per
+    item to find likely top items. ``bounds``: ``item_terms`` (N, 6) and ``user_terms`` (B, 6)
+    the per-pair logit bounds' terms (``jifr.models.jifr._pair_terms``, float64), each user's
+    smallest and largest beta over all items (B, 2), a rounding slack on r_ai (B,) (float32 both)
+    and one on the gap (B,) (float64). ``outputs``: the scores and items (B, k), filled with
+    -inf and -1 by the caller, best first (a stable descending order, ties to the lower item, as
+    ``jifr.ranking_loops.top_k_of_segments``), and how many items each row scored exactly (B,).
+    Per row:
 
-    1. probes: the ``n_probes`` (>= k) items with the best guessed score
-       c + guess_i (s - c), scored exactly; t = their k-th best score (-inf if fewer than k
-       are above -inf). k items score at least t, so the k-th best score is at least t.
+    1. probes: the ``n_probes`` (>= k) items with the best guessed score c + guess_i (s - c),
+       scored exactly; t = their k-th best score (-inf if fewer than k are above -inf). k
+       items score at least t, so the k-th best score is at least t.
     2. every item whose upper bound reaches t (``_coarse_upper_bound``, then ``_upper_bound``)
        is scored exactly, in item order, into a heap of the best k: an item whose bound is
        below t is neither among them nor tied with them.
     Excluded and NaN pairs are never kept (a NaN score counts as -inf: never recommended).
     """
+    collab, visual, collab_user, visual_user, collab_item, visual_item, w2 = inputs
+    item_terms, user_terms, beta_range, slack, margin = bounds
+    out_scores, out_items, scored = outputs
     n_items, k = collab.shape[1], out_scores.shape[1]
     probe_keys, probe_items = np.empty(n_probes, dtype=np.float32), np.empty(n_probes, dtype=np.int64)
     probe_scores = np.empty(n_probes, dtype=np.float32)
     heap_scores, heap_items = np.empty(k, dtype=np.float32), np.empty(k, dtype=np.int64)
     coarse = np.empty(n_items + 1, dtype=np.int64)  # a slot more: see step 2
     for a in range(first, last):
-        # 1. The probes: a heap of the best guesses so far, the worst on top.
+        # 1. The probes: the best guesses.
         size, worst = 0, np.float32(-np.inf)
         for i in range(n_items):
             c = collab[a, i]
             key = c + guess[i] * (visual[a, i] - c)
-            if size < n_probes:
-                if key == key:  # not NaN (excluded)
-                    probe_keys[size], probe_items[size] = key, i
-                    size += 1
-                    if size == n_probes:
-                        for at in range(n_probes // 2 - 1, -1, -1):
-                            sift_down(probe_keys, probe_items, n_probes, at)
-                        worst = probe_keys[0]
-            elif key > worst:
-                probe_keys[0], probe_items[0] = key, i
-                sift_down(probe_keys, probe_items, n_probes, 0)
-                worst = probe_keys[0]
+            if size < n_probes or key > worst:
+                size = offer(probe_keys, probe_items, size, key, i)
+                worst = probe_keys[0] if size == n_probes else np.float32(-np.inf)
         threshold = np.float32(-np.inf)
         if size >= k:
             for p in range(size):
@@ -287,74 +235,31 @@ def top_k(
             coarse[listed] = i
             listed += int(_coarse_upper_bound(collab[a, i], visual[a, i], low, high, rounding) >= threshold)  # not NaN
         # 3. Those whose own bound reaches it too, scored exactly; the best k kept.
-        size, count, worst = 0, 0, np.float32(-np.inf)
+        size, count = 0, 0
         for at in range(listed):
             i = coarse[at]
             c, s = collab[a, i], visual[a, i]
-            if not _upper_bound(c, s, item_terms, i, user_terms, a, low, high, rounding, gap_margin) >= threshold:
-                continue
-            score = _pair_score(a, i, collab, visual, collab_user, visual_user, collab_item, visual_item, w2)
-            count += 1
-            if size < k:
-                if score > -np.inf:  # the first k above -inf (not NaN) fill the heap
-                    heap_scores[size], heap_items[size] = score, i
-                    size += 1
-                    if size == k:
-                        for at in range(k // 2 - 1, -1, -1):
-                            sift_down(heap_scores, heap_items, k, at)
-                        worst = heap_scores[0]
-            elif score > worst:  # then an item enters only strictly above the worst kept
-                heap_scores[0], heap_items[0] = score, i
-                sift_down(heap_scores, heap_items, k, 0)
-                worst = heap_scores[0]
+            if _upper_bound(c, s, item_terms, i, user_terms, a, low, high, rounding, gap_margin) >= threshold:
+                score = _pair_score(a, i, collab, visual, collab_user, visual_user, collab_item, visual_item, w2)
+                size = offer(heap_scores, heap_items, size, score, i)
+                count += 1
         emit_best_first(heap_scores, heap_items, size, out_scores, out_items, a)
         scored[a] = count
 
 
 @njit(cache=True, parallel=True)
-def top_k_parallel(
-    collab: np.ndarray,
-    visual: np.ndarray,
-    collab_user: np.ndarray,
-    visual_user: np.ndarray,
-    collab_item: np.ndarray,
-    visual_item: np.ndarray,
-    w2: np.ndarray,
-    guess: np.ndarray,
-    item_terms: np.ndarray,
-    user_terms: np.ndarray,
-    beta_range: np.ndarray,
-    slack: np.ndarray,
-    margin: np.ndarray,
-    n_probes: int,
-    out_scores: np.ndarray,
-    out_items: np.ndarray,
-    scored: np.ndarray,
-    parts: int,
-) -> None:
+def top_k_parallel(inputs: tuple, guess: np.ndarray, bounds: tuple, n_probes: int, outputs: tuple, parts: int) -> None:
     """``top_k`` of every row, the rows split into ``parts`` runs on numba's threads."""
-    n = collab.shape[0]
+    n = inputs[0].shape[0]
     for part in prange(parts):
-        first, last = part * n // parts, (part + 1) * n // parts
-        top_k(
-            first, last, collab, visual, collab_user, visual_user, collab_item, visual_item, w2, guess,
-            item_terms, user_terms, beta_range, slack, margin, n_probes, out_scores, out_items, scored,
-        )  # fmt: skip
+        top_k(part * n // parts, (part + 1) * n // parts, inputs, guess, bounds, n_probes, outputs)
 
 
 @njit(cache=True)
-def upper_bounds(
-    collab: np.ndarray,
-    visual: np.ndarray,
-    item_terms: np.ndarray,
-    user_terms: np.ndarray,
-    beta_range: np.ndarray,
-    slack: np.ndarray,
-    margin: np.ndarray,
-    out: np.ndarray,
-) -> None:
+def upper_bounds(collab: np.ndarray, visual: np.ndarray, bounds: tuple, out: np.ndarray) -> None:
     """``out`` (B, N): the upper bound ``top_k`` prunes with (the smaller of ``_coarse_upper_bound``
     and ``_upper_bound``), of every pair; for checking it (``top_k`` never fills such a matrix)."""
+    item_terms, user_terms, beta_range, slack, margin = bounds
     for a in range(collab.shape[0]):
         low, high = beta_range[a, 0], beta_range[a, 1]
         for i in range(collab.shape[1]):
