@@ -104,7 +104,7 @@ DEFAULTS: dict[str, dict[str, dict[str, list[str]]]] = {
             "cornac": ["epochs=140,lr=0.01,k=32,lambda_reg=0.01,use_bias=true"],
         },
         "vbpr": {
-            "jifr": ["epochs=3,lr=0.005,batch=1024,negatives=10", "epochs=6,lr=0.005,batch=1024,negatives=1"],
+            "jifr": ["epochs=3,lr=0.005,batch=1024,negatives=10", "epochs=6,lr=0.002,batch=1024,negatives=1"],
             "cornac": ["epochs=4,lr=0.001,batch=100,k=32,k2=32"],
         },
     },
