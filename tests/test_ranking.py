@@ -203,6 +203,31 @@ def test_rating_attention_models_prune_and_score_few_items(name: str) -> None:
     assert (pruned.scored >= 5).all() and (pruned.scored <= 2000 // 100).all(), pruned.scored
 
 
+@pytest.mark.parametrize("seed", range(12))
+def test_pruned_top_k_equals_the_sort_over_random_models(seed: int) -> None:
+    """Random catalogues with copies (ties), W2 and w2 scaled from 0 to 1e5 (beta from constant
+    to saturated at exactly 0 or 1), P scaled, and from no to nearly every item excluded: the
+    pruned top-k equals the sort of score_all, whatever k."""
+    rng = np.random.default_rng(seed)
+    copies, groups = int(rng.integers(1, 4)), int(rng.integers(20, 200))
+    inputs = random_inputs(seed=seed, n_groups=groups, copies=copies)
+    n_items = groups * copies
+    model = build_model(["jifr", "jifr_rating_att"][seed % 2], inputs, seed=seed)
+    with torch.no_grad():
+        model.rating_hidden.weight.mul_(float(rng.choice([0.0, 0.01, 1.0, 10.0, 1000.0])))  # type: ignore[union-attr]
+        model.rating_out.weight.mul_(float(rng.choice([0.1, 1.0, 100.0])))  # type: ignore[union-attr]
+        model.projection.weight.mul_(float(rng.choice([0.1, 1.0, 10.0])))  # type: ignore[union-attr]
+    model = with_copies(model, n_items, copies)
+    users = torch.arange(N_USERS)
+    density = float(rng.choice([0.0, 0.1, 0.5, 0.95]))
+    exclude = sp.random(N_USERS, n_items, density=density, format="csr", random_state=seed)
+    assert model.pruned_top_k(users, 3, None) is not None  # these scores are pruned, not sorted
+    for k in (1, 3, 10, n_items):
+        values, items = top_k_items(model, users, k, n_items, exclude)
+        expected_values, expected_items = reference(model, users, k, exclude)
+        assert torch.equal(items, expected_items) and torch.equal(values, expected_values), k
+
+
 @pytest.mark.parametrize("item_half", [0.0, 1e-3])
 def test_jifr_bounds_are_tight_when_beta_varies_little(item_half: float) -> None:
     """With W2's item half zero, beta is the same for all of a user's items and the bound closes
