@@ -14,6 +14,7 @@ from jifr.device import CPU, product_dtype
 
 ITEM_CHUNK = 2048
 FRAME_CHUNK = 16384
+PRODUCT_ROWS = 8192  # frames per block of project_frames' forward product
 # A training step reads its frames from a float32 copy of all features kept in memory where the
 # copy takes at most this much (2 GB for the paper-scale set's 127,040 x 4,096 frames); larger
 # feature sets are read from their memory map at every step.
@@ -163,3 +164,32 @@ def scatter_rows(values: Tensor, mask: Tensor) -> Tensor:
     cells = mask.flatten().nonzero().squeeze(1)
     out = values.new_zeros(mask.numel(), values.shape[-1]).index_copy(0, cells, values)
     return out.view(*mask.shape, values.shape[-1])
+
+
+def project_frames(features: Tensor, weights: Tensor) -> Tensor:
+    """``F.linear(features, weights)`` for many frames (F, D) through a few outputs (d, D), with
+    the same values; on the CPU in float32, faster: the forward product in blocks of
+    ``PRODUCT_ROWS`` frames and the weights' gradient as (features^T grad)^T, which the CPU's
+    matrix product runs faster for this shape (74,500 x 4,096 frames by 64 outputs: 0.26-0.28 s
+    against 0.37 s forward, 0.30 s against 0.37 s for the gradient, measured on the 2-core machine;
+    ``tests/models/test_frames.py`` checks the bits)."""
+    if features.device.type != "cpu" or torch.is_autocast_enabled("cpu") or features.dtype != torch.float32:
+        return torch.nn.functional.linear(features, weights)
+    return _BlockedProduct.apply(features, weights)
+
+
+class _BlockedProduct(torch.autograd.Function):
+    """``project_frames``' product and its backward."""
+
+    @staticmethod
+    def forward(ctx: torch.autograd.function.FunctionCtx, features: Tensor, weights: Tensor) -> Tensor:
+        ctx.save_for_backward(features, weights)
+        blocks = [torch.nn.functional.linear(block, weights) for block in features.split(PRODUCT_ROWS)]
+        return torch.cat(blocks) if blocks else features.new_zeros(0, weights.shape[0])
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: Tensor) -> tuple[Tensor | None, Tensor | None]:
+        features, weights = ctx.saved_tensors  # type: ignore[attr-defined]
+        grad_features = grad @ weights if ctx.needs_input_grad[0] else None  # type: ignore[attr-defined]
+        grad_weights = (features.T @ grad).T if ctx.needs_input_grad[1] else None  # type: ignore[attr-defined]
+        return grad_features, grad_weights

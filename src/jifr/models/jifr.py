@@ -43,7 +43,7 @@ from jifr.models.feedback import (
     check_feedback_settings,
     feedback_head,
 )
-from jifr.models.frames import FrameStore, frame_mask, frame_means, masked_softmax, scatter_rows
+from jifr.models.frames import FrameStore, frame_mask, frame_means, masked_softmax, project_frames, scatter_rows
 
 Attention = Literal["avg", "att"]
 FLOAT32_EPS = torch.finfo(torch.float32).eps
@@ -159,7 +159,7 @@ class JIFR(Recommender):
         in one product with [P; W0] (one pass over the features, and one for the weights'
         gradients: the same values as two products, faster), as float32."""
         weights = torch.cat([self.projection.weight, self.attention_input.weight])
-        both = F.linear(features, weights)
+        both = project_frames(features, weights)
         return both[:, : self.config.visual_dim].float(), both[:, self.config.visual_dim :].float()
 
     def _attend(self, item_collab: Tensor, projected: Tensor, frame_inputs: Tensor, mask: Tensor) -> Tensor:
