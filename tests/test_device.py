@@ -235,7 +235,7 @@ def test_the_torch_rating_attention_of_gpus_equals_the_compiled_loop(tiny: Prepa
         for budget in (jifr_module.BLOCK_BUDGET, 7 * len(users)):
             jifr_module.BLOCK_BUDGET, saved = budget, jifr_module.BLOCK_BUDGET
             try:
-                in_torch = jifr_module._attended_blocks(*inputs, model.rating_out.weight[0])
+                in_torch = jifr_module._attended_blocks((*inputs, model.rating_out.weight[0]))
             finally:
                 jifr_module.BLOCK_BUDGET = saved
             # float32 sums in another order: within a few roundings of the largest score

@@ -433,29 +433,24 @@ def compare(
     from jifr.train import TrainConfig
 
     settings = parse_settings(setting or [])
+    train = TrainConfig(
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=lr,
+        patience=patience,
+        optimizer=optimizer,
+        precision=precision,
+    )
     if settings_from is not None:
         from jifr.tune import merge_settings, read_best_settings
 
         names = [m.strip() for m in models.split(",")]
-        tuned = read_best_settings(
-            settings_from,
-            names,
-            TrainConfig(
-                epochs=epochs, batch_size=batch_size, patience=patience, optimizer=optimizer, precision=precision
-            ),
-        )
-        settings = merge_settings(tuned, settings)
+        # Warns where the tune's training settings differ from these (the learning rate aside).
+        settings = merge_settings(read_best_settings(settings_from, names, train), settings)
     config = CompareConfig(
         models=tuple(m.strip() for m in models.split(",") if m.strip()),
         seeds=tuple(int(s) for s in seeds.split(",") if s.strip()),
-        train=TrainConfig(
-            epochs=epochs,
-            batch_size=batch_size,
-            learning_rate=lr,
-            patience=patience,
-            optimizer=optimizer,
-            precision=precision,
-        ),
+        train=train,
         settings=settings,
         prepare=PrepareConfig(frame_feedback_share=feedback_share),
         repeats=repeats,

@@ -57,10 +57,11 @@ class FrameStore:
         or of the features converted in one pass."""
         resident = self._resident if self._resident is not None and self._resident.dtype == torch.float32 else None
         index = rows.cpu().numpy()
-        if len(index) > 1 and index[-1] - index[0] == len(index) - 1 and bool((np.diff(index) == 1).all()):
-            if resident is not None:
-                return resident[int(index[0]) : int(index[-1]) + 1]
-            block = np.array(self.frames.features[index[0] : index[-1] + 1], dtype=np.float32)  # a copy, writable
+        span = _consecutive(index)
+        if span is not None and resident is not None:
+            return resident[span]
+        if span is not None:
+            block = np.array(self.frames.features[span], dtype=np.float32)  # a copy, writable
             return torch.from_numpy(block).to(self.device)
         if resident is not None:
             return torch.index_select(resident, 0, rows.to(self.device))
@@ -132,6 +133,13 @@ class FrameStore:
         n_items = len(self.counts)
         chunks = range(0, n_items, ITEM_CHUNK)
         return [torch.arange(s, min(s + ITEM_CHUNK, n_items), device=self.device) for s in chunks]
+
+
+def _consecutive(index: np.ndarray) -> slice | None:
+    """The slice ``index`` (rows) covers where it is two or more consecutive rows in order."""
+    if len(index) < 2 or index[-1] - index[0] != len(index) - 1 or not (np.diff(index) == 1).all():
+        return None
+    return slice(int(index[0]), int(index[-1]) + 1)
 
 
 def frame_mask(counts: Tensor) -> Tensor:

@@ -197,6 +197,7 @@ class JIFR(Recommender):
 
     def _rating_logits(self, u: Tensor, w: Tensor, v: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
         """The two logits of eq. (9), for [u_a, v_i] and [w_a, x_i]."""
+        # One slice of W2 for both logits: slicing it twice would sum its gradient in another order.
         w2_user, w2_item = self._split_w2()
         bias = self.rating_hidden.bias
         collab_logit = self.rating_logit(u @ w2_user.T + bias, v @ w2_item.T)
@@ -216,6 +217,12 @@ class JIFR(Recommender):
     def _split_w2(self) -> tuple[Tensor, Tensor]:
         d1 = self.config.collab_dim
         return self.rating_hidden.weight[:, :d1], self.rating_hidden.weight[:, d1:]
+
+    def _user_part(self, vectors: Tensor) -> Tensor:
+        """W2's user half, plus its bias, applied to user vectors (u_a or w_a; ..., d1); for
+        scoring (training's logits slice W2 once for both, ``_rating_logits``)."""
+        w2_user, _ = self._split_w2()
+        return vectors @ w2_user.T + self.rating_hidden.bias
 
     def _pair_scores(self, users: Tensor, v: Tensor, x: Tensor) -> Tensor:
         """Scores of users (B,) with item vectors v, x of shape (B, d) or (B, n, d)."""
@@ -288,10 +295,8 @@ class JIFR(Recommender):
         """(n_items,) beta_ai2 of each item for the mean user (u_a and w_a averaged over the
         users), given W2's item parts (hidden_dim, n_items): ``pruned_top_k``'s guess of which
         items score best."""
-        w2_user, _ = self._split_w2()
-        bias = self.rating_hidden.bias
-        collab_user = self.user_collab.weight.mean(0) @ w2_user.T + bias
-        visual_user = self.user_visual.weight.mean(0) @ w2_user.T + bias
+        collab_user = self._user_part(self.user_collab.weight.mean(0))
+        visual_user = self._user_part(self.user_visual.weight.mean(0))
         visual_logit = self.rating_logit(visual_user[None], visual_item.T)
         return torch.sigmoid(visual_logit - self.rating_logit(collab_user[None], collab_item.T))
 
@@ -348,9 +353,7 @@ class JIFR(Recommender):
         rating_attention.upper_bounds(inputs[0], inputs[1], bounds, out.numpy())
         return out
 
-    def _pruning_inputs(
-        self, users: Tensor
-    ) -> tuple[tuple[np.ndarray, ...], np.ndarray, tuple[np.ndarray, ...]] | None:
+    def _pruning_inputs(self, users: Tensor) -> tuple[Arrays, np.ndarray, Arrays] | None:
         """``rating_attention.top_k``'s inputs: the attention's (the dot products, W2's parts and
         w2, as ``rating_attention.grid`` takes them), the guessed beta of each item, and what
         bounds a pair (the pair terms of items and users, each user's beta range and rounding
@@ -358,39 +361,38 @@ class JIFR(Recommender):
         then no score is NaN or infinite."""
         cache = self.item_cache()
         collab_user, visual_user = self._user_parts(users)
-        largest, gap_magnitude = self._largest_dot_product(users)[:, 0], self._gap_magnitude(collab_user, visual_user)
+        largest, gap_magnitude = self._largest_dot_product(users), self._gap_magnitude(collab_user, visual_user)
         if not bool((largest < SAFE_MAGNITUDE).all() and (gap_magnitude < SAFE_MAGNITUDE).all()):  # NaN: False
             return None
         collab, visual = self._dot_products(users)
         w2 = self.rating_out.weight[0]
         inputs = _arrays(collab, visual, collab_user, visual_user, cache["collab_w2"], cache["visual_w2"], w2)
-        beta_low, beta_high = self._visual_weight_range(collab_user, visual_user)
+        margin = _gap_error(gap_magnitude, len(w2))
+        beta_range = self._visual_weight_range(collab_user, visual_user, margin)
         user_terms = torch.cat([_pair_terms(w2, collab_user.T), _pair_terms(w2, visual_user.T)], 1)
-        slack, margin = ROUNDING_SLACK * largest, _gap_error(gap_magnitude, len(w2))
-        bounds = _arrays(cache["pair_terms"], user_terms, torch.cat([beta_low, beta_high], 1), slack, margin)
+        bounds = _arrays(cache["pair_terms"], user_terms, beta_range, ROUNDING_SLACK * largest, margin)
         return tuple(inputs), _arrays(cache["guess"])[0], tuple(bounds)
 
     def _largest_dot_product(self, users: Tensor) -> Tensor:
-        """(B, 1) a bound on |u_a.v_i| and |w_a.x_i| over all items (Cauchy-Schwarz), for the
+        """(B,) a bound on |u_a.v_i| and |w_a.x_i| over all items (Cauchy-Schwarz), for the
         rounding slack of ``pruned_top_k`` without a pass over the items."""
         cache = self.item_cache()
         collab = self.user_collab(users).norm(dim=1) * cache["collab_norm"]
-        return torch.maximum(collab, self.user_visual(users).norm(dim=1) * cache["visual_norm"])[:, None]
+        return torch.maximum(collab, self.user_visual(users).norm(dim=1) * cache["visual_norm"])
 
-    def _visual_weight_range(self, collab_user: Tensor, visual_user: Tensor) -> tuple[Tensor, Tensor]:
-        """(B, 1) the smallest and the largest beta_ai2 (eq. 10) of each user over all items, by
-        interval arithmetic over the range of W2's item half across the items (float64), widened
-        by a bound on the rounding of the compiled attention's float32 sum and sigmoid."""
+    def _visual_weight_range(self, collab_user: Tensor, visual_user: Tensor, error: Tensor) -> Tensor:
+        """(B, 2) the smallest and the largest beta_ai2 (eq. 10) of each user over all items, by
+        interval arithmetic over the range of W2's item half across the items (float64), the gap
+        widened by ``error`` (``_gap_error``, (B,)) and the sigmoid by a float32 epsilon."""
         cache = self.item_cache()
         w2 = self.rating_out.weight[0].double()[:, None]  # (hidden_dim, 1)
         visual_user, collab_user = visual_user.T.double(), collab_user.T.double()  # (hidden_dim, B)
         visual_range, collab_range = cache["visual_w2_range"].double(), cache["collab_w2_range"].double()
         visual_low, visual_high = _logit_range(w2, visual_user, visual_range)
         collab_low, collab_high = _logit_range(w2, collab_user, collab_range)
-        error = _gap_error(self._gap_magnitude(collab_user.T, visual_user.T), len(w2))
         low = torch.sigmoid(visual_low - collab_high - error) - FLOAT32_EPS
         high = torch.sigmoid(visual_high - collab_low + error) + FLOAT32_EPS
-        return low.clamp(0, 1).float()[:, None], high.clamp(0, 1).float()[:, None]
+        return torch.stack([low, high], 1).clamp(0, 1).float()
 
     def _gap_magnitude(self, collab_user: Tensor, visual_user: Tensor) -> Tensor:
         """(B,) float64: sum_h |w2_h| (|user parts_h| + the largest |item parts_h|) over both
@@ -409,9 +411,7 @@ class JIFR(Recommender):
 
     def _user_parts(self, users: Tensor) -> tuple[Tensor, Tensor]:
         """The user half of W2, plus its bias, applied to u_a and to w_a: (B, hidden_dim) each."""
-        w2_user, _ = self._split_w2()
-        bias = self.rating_hidden.bias
-        return self.user_collab(users) @ w2_user.T + bias, self.user_visual(users) @ w2_user.T + bias
+        return self._user_part(self.user_collab(users)), self._user_part(self.user_visual(users))
 
     def _attended_grid(
         self,
@@ -430,7 +430,7 @@ class JIFR(Recommender):
         of items at a time."""
         inputs = (collab, visual, collab_user, visual_user, collab_item, visual_item, self.rating_out.weight[0])
         if collab.device.type != "cpu":
-            return _attended_blocks(*inputs)
+            return _attended_blocks(inputs)
         out = torch.empty(collab.shape, device=CPU)
         arrays = [tuple(_arrays(*inputs)), out.numpy()]  # out: written in place
         _run_in_parts(rating_attention.grid, rating_attention.grid_parallel, arrays, collab.shape[0])
@@ -497,17 +497,11 @@ def _arrays(*tensors: Tensor) -> list[np.ndarray]:
     return [np.ascontiguousarray(t.detach().numpy()) for t in tensors]
 
 
-def _attended_blocks(
-    collab: Tensor,
-    visual: Tensor,
-    collab_user: Tensor,
-    visual_user: Tensor,
-    collab_item: Tensor,
-    visual_item: Tensor,
-    w2: Tensor,
-) -> Tensor:
+def _attended_blocks(inputs: tuple[Tensor, ...]) -> Tensor:
     """``JIFR._attended_grid`` in torch, for a model on a GPU: eqs. (8)-(10) over blocks of items
-    small enough that the (B, block, hidden_dim) ReLU input stays within ``BLOCK_BUDGET`` values."""
+    small enough that the (B, block, hidden_dim) ReLU input stays within ``BLOCK_BUDGET`` values;
+    ``inputs`` as ``rating_attention.grid`` takes them."""
+    collab, visual, collab_user, visual_user, collab_item, visual_item, w2 = inputs
     out = torch.empty_like(collab)
     block = max(1, BLOCK_BUDGET // max(collab.shape[0] * len(w2), 1))
     for start in range(0, collab.shape[1], block):
