@@ -6,7 +6,9 @@ second, full-ranking evaluation time over all test users, the exact top-10 of th
 (``jifr.ranking.top_k_items``) against a lower bound measured in the same run (a plain 64-d
 matmul over every item, the known items excluded, ``torch.topk``), and peak memory; and the
 machine's matmul GFLOP/s (in the training precision) with JIFR's FLOPs per training step, so
-the distance to the compute limit shows as a ratio, and the time one training epoch would take.
+the distance to the compute limit shows as a ratio, and the time one training epoch would take;
+and the time JIFR's step spends in its largest product (a step's frames through [P; W0], forward
+and weight gradient), with the throughput that product alone would allow.
 
     python bench/bench_paper_scale.py [--work-dir runs/bench] [--steps 5] [--device cpu|cuda|auto]
         [--precision fp32|bf16] [--models vbpr,jifr]
@@ -29,6 +31,7 @@ from jifr.datasets.synthetic import write_synthetic
 from jifr.device import autocast, resolve_device
 from jifr.evaluate import evaluate_full
 from jifr.models import ModelInputs, Recommender, bpr_loss, build_model
+from jifr.models.frames import project_frames
 from jifr.ranking import top_k_items
 from jifr.train import Batch
 
@@ -41,15 +44,21 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def matmul_gflops(device: torch.device, dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
+def matmul_gflops(device: torch.device, dtype: torch.dtype, n: int = 2048, repeats: int = 5, trials: int = 5) -> float:
+    """The machine's matmul rate: the best of ``trials`` timings of ``repeats`` (n x n) products.
+    The best, not one timing: on a shared machine one timing can catch a slow moment (half the
+    rate has been seen), which would inflate every share printed against it."""
     a, b = torch.randn(n, n, device=device).to(dtype), torch.randn(n, n, device=device).to(dtype)
     a @ b
-    synchronize(device)
-    started = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    synchronize(device)
-    return 2 * n**3 * repeats / (time.perf_counter() - started) / 1e9
+    best = float("inf")
+    for _ in range(trials):
+        synchronize(device)
+        started = time.perf_counter()
+        for _ in range(repeats):
+            a @ b
+        synchronize(device)
+        best = min(best, time.perf_counter() - started)
+    return 2 * n**3 * repeats / best / 1e9
 
 
 def peak_memory_gib() -> float:
@@ -115,6 +124,32 @@ def train_throughput(
             elapsed += time.perf_counter() - started
             unique.append(len(np.unique(np.r_[data.train.items[rows], negatives.ravel()])))
     return steps * batch * n_neg / elapsed, float(np.mean(unique))
+
+
+def frame_product_seconds(
+    model: Recommender, data: PreparedData, precision: str, batch: int = 1024, n_neg: int = 10
+) -> tuple[float, int]:
+    """(best of three seconds, frames) of the product a JIFR training step spends most of its time
+    in: the frames of one step's unique items through [P; W0] (``project_frames``), forward and
+    weight gradient, with the features read as a step reads them (``training_features``)."""
+    rng = np.random.default_rng(1)
+    positives = PositiveSet(data.train.csr(data.n_users, data.n_items))
+    rows = rng.integers(0, len(data.train), batch)
+    negatives = sample_negatives(data.train.users[rows], n_neg, positives, rng)
+    items = model.on_device(torch.as_tensor(np.unique(np.r_[data.train.items[rows], negatives.ravel()])))
+    frames, mask = model.store.padded_frames(items)
+    weights = torch.cat([model.projection.weight, model.attention_input.weight]).detach().requires_grad_()
+    device, best = model.device, float("inf")
+    for _ in range(3):
+        with autocast(device, precision):
+            features = model.store.training_features(frames[mask])
+            synchronize(device)
+            started = time.perf_counter()
+            project_frames(features, weights).float().sum().backward()
+            synchronize(device)
+            best = min(best, time.perf_counter() - started)
+        weights.grad = None
+    return best, int(mask.sum())
 
 
 def ranking_seconds(model: Recommender, data: PreparedData, users: np.ndarray, k: int = 10) -> float:
@@ -207,6 +242,13 @@ def main() -> None:
             print(
                 f"jifr: {flops / 1e9:.1f} GFLOP per training step; achieved {achieved:.1f} GFLOP/s = "
                 f"{achieved / gflops:.2f} of the measured {args.precision} matmul rate"
+            )
+            product_s, n_frames = frame_product_seconds(model, data, args.precision)
+            step_s = 1024 * 10 / triplets_per_s
+            print(
+                f"jifr: the {n_frames:,} frames' product with [P; W0], forward and weight gradient, takes "
+                f"{product_s:.3f} s of the {step_s:.3f} s step ({product_s / step_s:.0%}); steps of that product "
+                f"alone would give {1024 * 10 / product_s:,.0f} triplets/s"
             )
 
 
