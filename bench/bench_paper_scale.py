@@ -94,25 +94,37 @@ def jifr_step_flops(data: PreparedData, users: int, n_neg: int, unique_items: in
     return 2 * projections + 3 * (content + rating)
 
 
+def sample_step(
+    data: PreparedData, positives: PositiveSet, rng: np.random.Generator, batch: int, n_neg: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One training step's users and positives (``batch``,) and negatives (``batch``, ``n_neg``)."""
+    rows = rng.integers(0, len(data.train), batch)
+    users = data.train.users[rows]
+    return users, data.train.items[rows], sample_negatives(users, n_neg, positives, rng)
+
+
 def train_throughput(
-    model: Recommender, data: PreparedData, steps: int, precision: str, batch: int = 1024, n_neg: int = 10
+    model: Recommender,
+    data: PreparedData,
+    positives: PositiveSet,
+    steps: int,
+    precision: str,
+    batch: int = 1024,
+    n_neg: int = 10,
 ) -> tuple[float, float]:
     """(triplets per second, mean unique items per step) over ``steps`` Adam steps after one
     warm-up, as ``jifr.train.fit`` takes them (its ``Batch`` on the model's device, the forward
     pass under the precision's autocast)."""
     rng = np.random.default_rng(0)
-    positives = PositiveSet(data.train.csr(data.n_users, data.n_items))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     model.train()
     device = model.device
     elapsed, unique = 0.0, []
     for step in range(steps + 1):
-        rows = rng.integers(0, len(data.train), batch)
-        users = data.train.users[rows]
-        negatives = sample_negatives(users, n_neg, positives, rng)
+        users, items, negatives = sample_step(data, positives, rng, batch, n_neg)
         synchronize(device)
         started = time.perf_counter()
-        examples = Batch.of(users, data.train.items[rows], negatives, None, device)
+        examples = Batch.of(users, items, negatives, None, device)
         with autocast(device, precision):
             pos, neg, penalty = model.triplet_scores(examples.users, examples.positives, examples.negatives)
             loss = bpr_loss(pos.float(), neg.float()) + penalty
@@ -122,22 +134,20 @@ def train_throughput(
         synchronize(device)
         if step:  # the first step pays for page faults and allocator warm-up
             elapsed += time.perf_counter() - started
-            unique.append(len(np.unique(np.r_[data.train.items[rows], negatives.ravel()])))
+            unique.append(len(np.unique(np.r_[items, negatives.ravel()])))
     return steps * batch * n_neg / elapsed, float(np.mean(unique))
 
 
 def frame_product_seconds(
-    model: Recommender, data: PreparedData, precision: str, batch: int = 1024, n_neg: int = 10
+    model: Recommender, data: PreparedData, positives: PositiveSet, precision: str, batch: int = 1024, n_neg: int = 10
 ) -> tuple[float, int]:
     """(best of three seconds, frames) of the product a JIFR training step spends most of its time
     in: the frames of one step's unique items through [P; W0] (``project_frames``), forward and
     weight gradient, with the features read as a step reads them (``training_features``)."""
-    rng = np.random.default_rng(1)
-    positives = PositiveSet(data.train.csr(data.n_users, data.n_items))
-    rows = rng.integers(0, len(data.train), batch)
-    negatives = sample_negatives(data.train.users[rows], n_neg, positives, rng)
-    items = model.on_device(torch.as_tensor(np.unique(np.r_[data.train.items[rows], negatives.ravel()])))
-    frames, mask = model.store.padded_frames(items)
+    _, items, negatives = sample_step(data, positives, np.random.default_rng(1), batch, n_neg)
+    frames, mask = model.store.padded_frames(
+        model.on_device(torch.as_tensor(np.unique(np.r_[items, negatives.ravel()])))
+    )
     weights = torch.cat([model.projection.weight, model.attention_input.weight]).detach().requires_grad_()
     device, best = model.device, float("inf")
     for _ in range(3):
@@ -211,9 +221,10 @@ def main() -> None:
         f"full-ranking lower bound: 64-d matmul + known items excluded + top-10 of {len(test_users)} users "
         f"x {data.n_items} items in {bound:.2f} s"
     )
+    positives = PositiveSet(data.train.csr(data.n_users, data.n_items))
     for name in args.models.split(","):
         model = build_model(name, ModelInputs.from_data(data), seed=0).place(device)
-        triplets_per_s, unique_items = train_throughput(model, data, args.steps, args.precision)
+        triplets_per_s, unique_items = train_throughput(model, data, positives, args.steps, args.precision)
         started = time.perf_counter()
         result = evaluate_full(model, data, "test", ks=(10,))
         synchronize(device)
@@ -243,7 +254,7 @@ def main() -> None:
                 f"jifr: {flops / 1e9:.1f} GFLOP per training step; achieved {achieved:.1f} GFLOP/s = "
                 f"{achieved / gflops:.2f} of the measured {args.precision} matmul rate"
             )
-            product_s, n_frames = frame_product_seconds(model, data, args.precision)
+            product_s, n_frames = frame_product_seconds(model, data, positives, args.precision)
             step_s = 1024 * 10 / triplets_per_s
             print(
                 f"jifr: the {n_frames:,} frames' product with [P; W0], forward and weight gradient, takes "

@@ -110,9 +110,11 @@ def full_ranking_sums(
     excluded = _exclusion(data, part)
     users = np.flatnonzero(np.diff(held_out.indptr))[shard[0] :: shard[1]]
     sums = {name: 0.0 for k in ks for name in (f"HR@{k}", f"NDCG@{k}")}
+    prunes = True  # until the model declines: then the other chunks go straight to score_all
     for chunk in _user_chunks(users, data.n_items):
-        metrics = _pruned_metrics(model, chunk, held_out, excluded, ks)
+        metrics = _pruned_metrics(model, chunk, held_out, excluded, ks) if prunes else None
         if metrics is None:
+            prunes = False
             scores = model.score_all(model.on_device(torch.as_tensor(chunk))).clone()
             exclude_rows = excluded[chunk].tocoo()
             scores[_on(scores, exclude_rows.row), _on(scores, exclude_rows.col)] = float("-inf")

@@ -8,8 +8,8 @@ the first k of a stable descending sort (ties to the lower item), and they come 
 order. A candidate scored -inf is never kept: rows with fewer than k others end with score
 -inf and item -1. Scores must hold no NaN (ranking turns them into -inf first).
 
-``offer``, ``sift_down`` and ``emit_best_first`` are the heap's steps, which JIFR's pruned
-top-K (``jifr.models.rating_attention.top_k``) shares.
+``offer`` and ``emit_best_first`` are the heap's steps, which JIFR's pruned top-K
+(``jifr.models.rating_attention.top_k``) shares.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ def _worse(score_a: np.float32, item_a: np.int64, score_b: np.float32, item_b: n
 
 
 @njit(cache=True)
-def sift_down(scores: np.ndarray, items: np.ndarray, size: int, at: int) -> None:
+def _sift_down(scores: np.ndarray, items: np.ndarray, size: int, at: int) -> None:
     """Restore the heap (the worst entry at 0) below ``at``."""
     while True:
         worst, left, right = at, 2 * at + 1, 2 * at + 2
@@ -47,11 +47,11 @@ def emit_best_first(
     """Write a row's heap of ``size`` entries to ``out_*[row]``, best first."""
     if size < len(heap_scores):
         for at in range(size // 2 - 1, -1, -1):
-            sift_down(heap_scores, heap_items, size, at)
+            _sift_down(heap_scores, heap_items, size, at)
     for slot in range(size - 1, -1, -1):  # pop the worst to the back
         out_scores[row, slot], out_items[row, slot] = heap_scores[0], heap_items[0]
         heap_scores[0], heap_items[0] = heap_scores[slot], heap_items[slot]
-        sift_down(heap_scores, heap_items, slot, 0)
+        _sift_down(heap_scores, heap_items, slot, 0)
 
 
 @njit(cache=True)
@@ -86,8 +86,8 @@ def offer(heap_scores: np.ndarray, heap_items: np.ndarray, size: int, score: np.
             size += 1
             if size == k:
                 for at in range(k // 2 - 1, -1, -1):
-                    sift_down(heap_scores, heap_items, k, at)
+                    _sift_down(heap_scores, heap_items, k, at)
     elif score > heap_scores[0]:
         heap_scores[0], heap_items[0] = score, item
-        sift_down(heap_scores, heap_items, k, 0)
+        _sift_down(heap_scores, heap_items, k, 0)
     return size
