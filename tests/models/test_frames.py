@@ -1,33 +1,91 @@
-"""``project_frames``: JIFR's product of many frames with [P; W0], in blocks and with its weight
-gradient transposed, has ``F.linear``'s values and gradients bit for bit."""
+"""``project_frames``: JIFR's product of many frames with [P; W0]. With MKL (``JIFR_FRAME_PRODUCT=mkl``)
+it has ``F.linear``'s values and gradients bit for bit; with oneDNN (the default) float32's
+precision: within a few roundings of the exact product, reproducible, and the same on any number
+of threads."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 
 from jifr.models import frames
-from jifr.models.frames import project_frames
+from jifr.models.frames import frame_product, has_onednn_linear, project_frames
+
+SIZES = [0, 1, 37, frames.PRODUCT_ROWS, 2 * frames.PRODUCT_ROWS + 1234]
 
 
-@pytest.mark.parametrize("n_frames", [0, 1, 37, frames.PRODUCT_ROWS, 2 * frames.PRODUCT_ROWS + 1234])
-def test_project_frames_has_linears_bits_forward_and_backward(n_frames: int) -> None:
+def product_and_gradients(product: Callable[[Tensor, Tensor], Tensor], n_frames: int) -> tuple[Tensor, Tensor, Tensor]:
+    """``product``'s output, and the weights' and features' gradients, on seeded data."""
     generator = torch.Generator().manual_seed(n_frames)
-    features = torch.randn(n_frames, 512, generator=generator)
-    weights = torch.randn(64, 512, generator=generator)
+    features = torch.randn(n_frames, 512, generator=generator).requires_grad_()
+    weights = torch.randn(64, 512, generator=generator).requires_grad_()
     upstream = torch.randn(n_frames, 64, generator=generator)
-    results = []
-    for product in (F.linear, project_frames):
-        w = weights.clone().requires_grad_()
-        x = features.clone().requires_grad_()
-        out = product(x, w)
-        (out * upstream).sum().backward()
-        results.append((out.detach(), w.grad, x.grad))
-    (expected, expected_w, expected_x), (got, got_w, got_x) = results
-    assert got.shape == (n_frames, 64)
-    assert torch.equal(got, expected) and torch.equal(got_x, expected_x)  # type: ignore[arg-type]
-    assert torch.equal(got_w, expected_w)  # type: ignore[arg-type]
+    out = product(features, weights)
+    (out * upstream).sum().backward()
+    return out.detach(), weights.grad, features.grad  # type: ignore[return-value]
+
+
+@pytest.mark.parametrize("n_frames", SIZES)
+def test_mkl_product_has_linears_bits_forward_and_backward(n_frames: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JIFR_FRAME_PRODUCT", "mkl")
+    expected = product_and_gradients(F.linear, n_frames)
+    got = product_and_gradients(project_frames, n_frames)
+    assert got[0].shape == (n_frames, 64)
+    for value, reference in zip(got, expected, strict=True):
+        assert torch.equal(value, reference)
+
+
+def test_onednn_is_the_default_product_in_the_pinned_torch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch 2.13 has the oneDNN linear; losing it on an upgrade must show here, not as a slowdown."""
+    monkeypatch.delenv("JIFR_FRAME_PRODUCT", raising=False)
+    assert has_onednn_linear() and frame_product() == "onednn"
+
+
+@pytest.mark.parametrize("n_frames", SIZES)
+def test_onednn_product_is_within_float32_rounding_of_the_exact_one(
+    n_frames: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JIFR_FRAME_PRODUCT", "onednn")
+    out, weight_grad, feature_grad = product_and_gradients(project_frames, n_frames)
+    generator = torch.Generator().manual_seed(n_frames)
+    features = torch.randn(n_frames, 512, generator=generator).double()
+    weights = torch.randn(64, 512, generator=generator).double()
+    upstream = torch.randn(n_frames, 64, generator=generator).double()
+    # Each value is a sum of products; float32 keeps it within ~1e-7 of the sum of their magnitudes
+    # (bfloat16 would miss this by 10,000x); 1e-6 leaves room for any order of sums.
+    checks = [
+        (out, features @ weights.T, features.abs() @ weights.abs().T),
+        (weight_grad, upstream.T @ features, upstream.abs().T @ features.abs()),
+        (feature_grad, upstream @ weights, upstream.abs() @ weights.abs()),
+    ]
+    for got, exact, magnitude in checks:
+        assert got.dtype == torch.float32 and got.shape == exact.shape
+        assert ((got.double() - exact).abs() <= 1e-6 * magnitude).all()
+
+
+def test_onednn_product_is_reproducible_and_thread_independent(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JIFR_FRAME_PRODUCT", "onednn")
+    threads = torch.get_num_threads()
+    runs = []
+    try:
+        for n_threads in (1, 2, 2):
+            torch.set_num_threads(n_threads)
+            runs.append(product_and_gradients(project_frames, 3 * frames.PRODUCT_ROWS + 5))
+    finally:
+        torch.set_num_threads(threads)
+    for other in runs[1:]:
+        for value, reference in zip(other, runs[0], strict=True):
+            assert torch.equal(value, reference)
+
+
+def test_an_unknown_frame_product_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JIFR_FRAME_PRODUCT", "blas")
+    with pytest.raises(ValueError, match="JIFR_FRAME_PRODUCT must be one of onednn, mkl, got 'blas'"):
+        project_frames(torch.randn(3, 8), torch.randn(2, 8))
 
 
 def test_project_frames_under_bf16_autocast_is_linear() -> None:
