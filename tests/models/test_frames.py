@@ -82,6 +82,15 @@ def test_onednn_product_is_reproducible_and_thread_independent(monkeypatch: pyte
             assert torch.equal(value, reference)
 
 
+def test_a_torch_without_the_onednn_linear_falls_back_to_mkls_bits(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("JIFR_FRAME_PRODUCT", raising=False)
+    monkeypatch.setattr(frames, "has_onednn_linear", lambda: False)
+    assert frame_product() == "mkl"
+    expected = product_and_gradients(F.linear, 1234)
+    for value, reference in zip(product_and_gradients(project_frames, 1234), expected, strict=True):
+        assert torch.equal(value, reference)
+
+
 def test_an_unknown_frame_product_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("JIFR_FRAME_PRODUCT", "blas")
     with pytest.raises(ValueError, match="JIFR_FRAME_PRODUCT must be one of onednn, mkl, got 'blas'"):
