@@ -32,7 +32,7 @@ from jifr.datasets.synthetic import write_synthetic
 from jifr.device import autocast, resolve_device
 from jifr.evaluate import evaluate_full
 from jifr.models import ModelInputs, Recommender, bpr_loss, build_model
-from jifr.models.frames import has_onednn_linear, project_frames
+from jifr.models.frames import has_onednn_linear, onednn_linear, project_frames
 from jifr.ranking import top_k_items
 from jifr.train import Batch
 
@@ -55,7 +55,7 @@ def matmul_gflops(device: torch.device, dtype: torch.dtype, n: int = 2048, repea
     a, b = torch.randn(n, n, device=device).to(dtype), torch.randn(n, n, device=device).to(dtype)
     products: list[Callable[[], object]] = [lambda: a @ b]
     if device.type == "cpu" and dtype == torch.float32 and has_onednn_linear():
-        products.append(lambda: torch.ops.mkldnn._linear_pointwise(a, b, None, "none", [], ""))
+        products.append(lambda: onednn_linear(a, b))
     best = float("inf")
     for product in products:
         product()

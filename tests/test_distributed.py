@@ -72,7 +72,8 @@ def score_difference(weights: dict[str, torch.Tensor], reference: Recommender, d
     and ``reference``, over the largest |score| of ``reference``."""
     model = build_model(reference.name, ModelInputs.from_data(data), seed=0)
     model.load_state_dict(weights)
-    model.eval(), reference.eval()
+    model.eval()
+    reference.eval()
     users = torch.arange(data.n_users)
     with torch.no_grad():
         got, expected = model.score_all(users), reference.score_all(users)

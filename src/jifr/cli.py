@@ -433,6 +433,7 @@ def compare(
     from jifr.train import TrainConfig
 
     settings = parse_settings(setting or [])
+    names = tuple(m.strip() for m in models.split(",") if m.strip())
     train = TrainConfig(
         epochs=epochs,
         batch_size=batch_size,
@@ -444,11 +445,10 @@ def compare(
     if settings_from is not None:
         from jifr.tune import merge_settings, read_best_settings
 
-        names = [m.strip() for m in models.split(",")]
         # Warns where the tune's training settings differ from these (the learning rate aside).
         settings = merge_settings(read_best_settings(settings_from, names, train), settings)
     config = CompareConfig(
-        models=tuple(m.strip() for m in models.split(",") if m.strip()),
+        models=names,
         seeds=tuple(int(s) for s in seeds.split(",") if s.strip()),
         train=train,
         settings=settings,

@@ -189,9 +189,7 @@ def project_frames(features: Tensor, weights: Tensor) -> Tensor:
     bf16 autocast) is ``F.linear``."""
     if features.device.type != "cpu" or torch.is_autocast_enabled("cpu") or features.dtype != torch.float32:
         return torch.nn.functional.linear(features, weights)
-    if frame_product() == "onednn":
-        return _OneDNNProduct.apply(features, weights)
-    return _BlockedProduct.apply(features, weights)
+    return _FrameProduct.apply(features, weights, frame_product() == "onednn")
 
 
 def frame_product() -> str:
@@ -208,44 +206,35 @@ def has_onednn_linear() -> bool:
     return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
 
 
-def _onednn_linear(inputs: Tensor, weights: Tensor) -> Tensor:
-    """``inputs @ weights.T`` (n, k) x (m, k) in oneDNN; ``weights`` may be a transposed view."""
+def onednn_linear(inputs: Tensor, weights: Tensor) -> Tensor:
+    """``inputs @ weights.T`` (n, k) x (m, k) in oneDNN (float32 on the CPU, where
+    ``has_onednn_linear``); ``weights`` may be a transposed view."""
     if inputs.shape[0] == 0 or weights.shape[0] == 0 or inputs.shape[1] == 0:
         return inputs.new_zeros(inputs.shape[0], weights.shape[0])
     return torch.ops.mkldnn._linear_pointwise(inputs.contiguous(), weights, None, "none", [], "")
 
 
-class _OneDNNProduct(torch.autograd.Function):
-    """``project_frames``' product in oneDNN: forward features @ weights^T; the weights' gradient
-    grad^T @ features, the features read through a transposed view (no copy)."""
+class _FrameProduct(torch.autograd.Function):
+    """``project_frames``' product and its backward. In oneDNN: features @ weights^T, and the
+    weights' gradient grad^T @ features with the features read through a transposed view (no
+    copy). With MKL: forward in blocks of ``PRODUCT_ROWS`` frames and the weights' gradient as
+    (features^T grad)^T, which MKL runs faster for this shape than ``F.linear``, with its bits
+    (``tests/models/test_frames.py``)."""
 
     @staticmethod
-    def forward(ctx: torch.autograd.function.FunctionCtx, features: Tensor, weights: Tensor) -> Tensor:
+    def forward(ctx: torch.autograd.function.FunctionCtx, features: Tensor, weights: Tensor, onednn: bool) -> Tensor:
         ctx.save_for_backward(features, weights)
-        return _onednn_linear(features, weights.contiguous())
-
-    @staticmethod
-    def backward(ctx: torch.autograd.function.FunctionCtx, grad: Tensor) -> tuple[Tensor | None, Tensor | None]:
-        features, weights = ctx.saved_tensors  # type: ignore[attr-defined]
-        grad_features = grad @ weights if ctx.needs_input_grad[0] else None  # type: ignore[attr-defined]
-        grad_weights = _onednn_linear(grad.T, features.T) if ctx.needs_input_grad[1] else None  # type: ignore[attr-defined]
-        return grad_features, grad_weights
-
-
-class _BlockedProduct(torch.autograd.Function):
-    """``project_frames``' product with MKL: forward in blocks of ``PRODUCT_ROWS`` frames and the
-    weights' gradient as (features^T grad)^T, which MKL runs faster for this shape than
-    ``F.linear``, with its bits (``tests/models/test_frames.py``)."""
-
-    @staticmethod
-    def forward(ctx: torch.autograd.function.FunctionCtx, features: Tensor, weights: Tensor) -> Tensor:
-        ctx.save_for_backward(features, weights)
+        ctx.onednn = onednn  # type: ignore[attr-defined]
+        if onednn:
+            return onednn_linear(features, weights.contiguous())
         blocks = [torch.nn.functional.linear(block, weights) for block in features.split(PRODUCT_ROWS)]
         return torch.cat(blocks) if blocks else features.new_zeros(0, weights.shape[0])
 
     @staticmethod
-    def backward(ctx: torch.autograd.function.FunctionCtx, grad: Tensor) -> tuple[Tensor | None, Tensor | None]:
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None]:
         features, weights = ctx.saved_tensors  # type: ignore[attr-defined]
         grad_features = grad @ weights if ctx.needs_input_grad[0] else None  # type: ignore[attr-defined]
-        grad_weights = (features.T @ grad).T if ctx.needs_input_grad[1] else None  # type: ignore[attr-defined]
-        return grad_features, grad_weights
+        grad_weights = None
+        if ctx.needs_input_grad[1]:  # type: ignore[attr-defined]
+            grad_weights = onednn_linear(grad.T, features.T) if ctx.onednn else (features.T @ grad).T  # type: ignore[attr-defined]
+        return grad_features, grad_weights, None
