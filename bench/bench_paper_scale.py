@@ -156,17 +156,18 @@ def frame_product_seconds(
     frames, mask = model.store.padded_frames(
         model.on_device(torch.as_tensor(np.unique(np.r_[items, negatives.ravel()])))
     )
-    weights = torch.cat([model.projection.weight, model.attention_input.weight]).detach().requires_grad_()
+    weights = [w.detach().requires_grad_() for w in (model.projection.weight, model.attention_input.weight)]
     device, best = model.device, float("inf")
     for _ in range(3):
         with autocast(device, precision):
             features = model.store.training_features(frames[mask])
             synchronize(device)
             started = time.perf_counter()
-            project_frames(features, weights).float().sum().backward()
+            sum(part.float().sum() for part in project_frames(features, *weights)).backward()
             synchronize(device)
             best = min(best, time.perf_counter() - started)
-        weights.grad = None
+        for weight in weights:
+            weight.grad = None
     return best, int(mask.sum())
 
 

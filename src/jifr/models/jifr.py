@@ -158,9 +158,8 @@ class JIFR(Recommender):
         """P c_j (F, d2) and W0 c_j (F, d0) of frames with ``features`` (F, D), eqs. (5) and (6),
         in one product with [P; W0] (one pass over the features, and one for the weights'
         gradients: the same values as two products, faster), as float32."""
-        weights = torch.cat([self.projection.weight, self.attention_input.weight])
-        both = project_frames(features, weights)
-        return both[:, : self.config.visual_dim].float(), both[:, self.config.visual_dim :].float()
+        projected, frame_inputs = project_frames(features, self.projection.weight, self.attention_input.weight)
+        return projected.float(), frame_inputs.float()
 
     def _attend(self, item_collab: Tensor, projected: Tensor, frame_inputs: Tensor, mask: Tensor) -> Tensor:
         """x_i = sum_j alpha_ij P c_j, eq. (5), given the frames' P c_j and W0 c_j (F, d)."""
