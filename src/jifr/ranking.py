@@ -28,11 +28,12 @@ from jifr.models.base import Recommender
 
 SCORE_BUDGET = 2**24  # user x item scores held at once
 INF = float("inf")
+FLOAT32_MAX = torch.finfo(torch.float32).max
 
 
 def _nan_as(values: Tensor, fill: float) -> Tensor:
-    """A copy of ``values`` with NaN replaced by ``fill`` (and infinities kept)."""
-    return torch.nan_to_num(values, nan=fill, posinf=INF, neginf=-INF)
+    """``values`` with NaN replaced by ``fill`` (and infinities kept), in place."""
+    return torch.nan_to_num(values, nan=fill, posinf=INF, neginf=-INF, out=values)
 
 
 def _user_blocks(n_users: int, n_items: int) -> list[slice]:
@@ -88,8 +89,9 @@ def _stable_top_k_of(rows: Tensor, items: Tensor, scores: Tensor, n_rows: int, k
 
 
 def _top_k_of_scores(scores: Tensor, k: int) -> tuple[Tensor, Tensor]:
-    """Exact stable top-``k`` of every row of ``scores`` (B, n_items), -inf where excluded."""
-    candidates = (scores >= _threshold(scores, k)) & (scores > -INF)
+    """Exact stable top-``k`` of every row of ``scores`` (B, n_items), -inf where excluded, none
+    NaN: the candidates reach the threshold and are above -inf, in one comparison."""
+    candidates = scores >= _threshold(scores, k).clamp(min=-FLOAT32_MAX)
     rows, items = candidates.nonzero(as_tuple=True)
     return _stable_top_k_of(rows, items, scores[rows, items], len(scores), k)
 
@@ -122,7 +124,9 @@ def top_k_items(
         if pruned is not None:
             values[block, :width], items[block, :width] = pruned.values, pruned.items
             continue
-        scores = _nan_as(model.score_all(model.on_device(users[block])), -INF)
+        # Into memory reused block after block (fresh memory's page faults cost more than the product).
+        reused = model.scratch("scores", block.stop - block.start, n_items)
+        scores = _nan_as(model.score_all(model.on_device(users[block]), out=reused), -INF)
         if excluded is not None:
             excluded = (excluded[0].to(scores.device), excluded[1].to(scores.device))
         best, chosen = _top_k_of_scores(_set(scores, excluded, -INF), width)

@@ -44,6 +44,25 @@ def test_score_shapes_and_agreement(model: Recommender, tiny: PreparedData) -> N
     assert torch.isfinite(every).all()
 
 
+def test_scores_into_given_memory_are_the_same_bits(model: Recommender, tiny: PreparedData) -> None:
+    """``score_all(users, out=...)``, as ranking calls it with reused memory, writes the values
+    ``score_all(users)`` returns, twice over the same memory, and the model's eval-mode scratch
+    is dropped on training."""
+    if not model.ranks_items:
+        return
+    model.eval()
+    first, second = torch.tensor([0, 3, 7]), torch.tensor([5, 1, 2, 3, 4])
+    with torch.no_grad():
+        for users in (first, second, first):
+            out = model.scratch("scores", len(users), tiny.n_items)
+            out.fill_(float("nan"))
+            assert model.score_all(users, out=out) is out
+            assert torch.equal(out, model.score_all(users))
+    assert model._scratch
+    model.train()
+    assert not model._scratch
+
+
 def test_score_frames_shape_and_padding(model: Recommender, tiny: PreparedData) -> None:
     if not model.ranks_frames:
         with pytest.raises(NotImplementedError):

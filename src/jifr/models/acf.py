@@ -39,7 +39,15 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from jifr.data.prepared import Interactions
-from jifr.models.base import ModelInputs, Recommender, linear, normal_embedding, seeded_generator, squared_norm
+from jifr.models.base import (
+    ModelInputs,
+    Recommender,
+    linear,
+    normal_embedding,
+    product_into,
+    seeded_generator,
+    squared_norm,
+)
 from jifr.models.frames import FrameStore, masked_softmax, scatter_rows
 
 # (users x history x frames x attention_dim) cells of the component attention per score_all chunk.
@@ -240,8 +248,8 @@ class ACF(Recommender):
     def score(self, users: Tensor, items: Tensor) -> Tensor:
         return (self.user_vectors(users) * self.item_embedding(items)).sum(-1)
 
-    def score_all(self, users: Tensor) -> Tensor:
-        return self.user_vectors(users) @ self.item_cache()["item"].T
+    def score_all(self, users: Tensor, out: Tensor | None = None) -> Tensor:
+        return product_into(self.user_vectors(users), self.item_cache()["item"], out)
 
     def new_item_refusal(self) -> str:
         return (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -98,6 +99,7 @@ class Recommender(nn.Module):
         self.model_name = self.name
         self._item_cache: dict[str, Tensor] | None = None
         self._frame_cache: dict[str, Tensor] | None = None
+        self._scratch: dict[tuple[int, str], Tensor] = {}  # ``scratch``'s buffers, by thread and name
 
     @property
     def device(self) -> torch.device:
@@ -110,6 +112,7 @@ class Recommender(nn.Module):
         """Move the weights, buffers and frame store to ``device``; the model then answers there
         (indices given on any device, results on this one). Caches are dropped."""
         self._item_cache = self._frame_cache = None
+        self._scratch = {}
         if hasattr(self, "store"):
             self.store.to(device)
         return self.to(device)
@@ -125,7 +128,21 @@ class Recommender(nn.Module):
         if not mode and not self.training:
             return self
         self._item_cache = self._frame_cache = None
+        self._scratch = {}
         return super().train(mode)
+
+    def scratch(self, name: str, rows: int, columns: int) -> Tensor:
+        """A (rows, columns) float32 tensor on the model's device, of undefined values, for use
+        within one call by this thread: the same memory the next call of the same name on this
+        thread gets (grown where it needs more). Ranking writes its (users x items) blocks there
+        instead of into fresh memory, whose first touch (page faults) costs more than the
+        products that fill it. Dropped with the caches (``train``, ``place``)."""
+        key = (threading.get_ident(), name)
+        buffer = self._scratch.get(key)
+        if buffer is None or buffer.numel() < rows * columns:
+            self._scratch.pop(key, None)  # one buffer of a name per thread
+            buffer = self._scratch[key] = torch.empty(rows * columns, device=self.device)
+        return buffer[: rows * columns].view(rows, columns)
 
     def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
         self._item_cache = self._frame_cache = None  # new weights: item-only quantities are stale
@@ -170,8 +187,10 @@ class Recommender(nn.Module):
         """(B,) predicted preference r_ai of each (user, item) pair."""
         raise NotImplementedError(f"{self.name} does not rank items")
 
-    def score_all(self, users: Tensor) -> Tensor:
-        """(B, n_items) predicted preferences of each user for every item."""
+    def score_all(self, users: Tensor, out: Tensor | None = None) -> Tensor:
+        """(B, n_items) predicted preferences of each user for every item. With ``out`` (a
+        (B, n_items) float32 tensor on the model's device, such as ``scratch``'s), the same values
+        are written there, without a gradient, and ``out`` is returned."""
         raise NotImplementedError(f"{self.name} does not rank items")
 
     def pruned_top_k(
@@ -361,6 +380,15 @@ def linear(in_dim: int, out_dim: int, generator: torch.Generator, bias: bool = T
     if layer.bias is not None:
         nn.init.zeros_(layer.bias)
     return layer
+
+
+def product_into(left: Tensor, right: Tensor, out: Tensor | None) -> Tensor:
+    """``left @ right.T``; into ``out`` where given (``Recommender.score_all``'s ``out``: the
+    same product, so the same values, without a gradient)."""
+    if out is None:
+        return left @ right.T
+    with torch.no_grad():
+        return torch.matmul(left, right.T, out=out)
 
 
 def squared_norm(*tensors: Tensor) -> Tensor:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
-from jifr.models.base import ModelInputs, Recommender, normal_embedding, seeded_generator, squared_norm
+from jifr.models.base import ModelInputs, Recommender, normal_embedding, product_into, seeded_generator, squared_norm
 
 
 @dataclass(frozen=True)
@@ -38,5 +38,5 @@ class BPR(Recommender):
     def score(self, users: Tensor, items: Tensor) -> Tensor:
         return (self.user_collab(users) * self.item_collab(items)).sum(-1)
 
-    def score_all(self, users: Tensor) -> Tensor:
-        return self.user_collab(users) @ self.item_collab.weight.T
+    def score_all(self, users: Tensor, out: Tensor | None = None) -> Tensor:
+        return product_into(self.user_collab(users), self.item_collab.weight, out)

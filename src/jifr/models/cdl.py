@@ -31,7 +31,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from jifr.models.base import ModelInputs, Recommender, linear, mean_over_training_items, seeded_generator, squared_norm
+from jifr.models.base import (
+    ModelInputs,
+    Recommender,
+    linear,
+    mean_over_training_items,
+    product_into,
+    seeded_generator,
+    squared_norm,
+)
 from jifr.models.frames import FrameStore, frame_means, scatter_rows
 
 
@@ -107,8 +115,8 @@ class CDL(Recommender):
         """mean_k f_I(c_k) of every item, one chunk of items at a time."""
         return {"items": torch.cat([self.item_embeddings(chunk) for chunk in self.store.item_chunks()])}
 
-    def score_all(self, users: Tensor) -> Tensor:
-        return self.user_embeddings(users) @ self.item_cache()["items"].T
+    def score_all(self, users: Tensor, out: Tensor | None = None) -> Tensor:
+        return product_into(self.user_embeddings(users), self.item_cache()["items"], out)
 
     def score_frames(self, users: Tensor, items: Tensor) -> Tensor:
         """(B, F_max) s_ak = f_U(h_a) . f_I(c_k) of every frame of each item, -inf padded."""

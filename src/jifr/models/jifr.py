@@ -299,12 +299,13 @@ class JIFR(Recommender):
         visual_logit = self.rating_logit(visual_user[None], visual_item.T)
         return torch.sigmoid(visual_logit - self.rating_logit(collab_user[None], collab_item.T))
 
-    def score_all(self, users: Tensor) -> Tensor:
-        collab, visual = self._dot_products(users)
+    def score_all(self, users: Tensor, out: Tensor | None = None) -> Tensor:
+        collab, visual = self._dot_products(users, reuse=out is not None)
         if self.config.rating_attention == "avg":  # fuse's 0.5 * (collab + visual), in place
-            return collab.add_(visual).mul_(0.5)
+            return collab.add_(visual).mul_(0.5) if out is None else torch.add(collab, visual, out=out).mul_(0.5)
         cache = self.item_cache()
-        return self._attended_grid(collab, visual, *self._user_parts(users), cache["collab_w2"], cache["visual_w2"])
+        inputs = (collab, visual, *self._user_parts(users), cache["collab_w2"], cache["visual_w2"])
+        return self._attended_grid(*inputs, out=out)
 
     def pruned_top_k(
         self,
@@ -363,7 +364,7 @@ class JIFR(Recommender):
         largest, gap_magnitude = self._largest_dot_product(users), self._gap_magnitude(collab_user, visual_user)
         if not bool((largest < SAFE_MAGNITUDE).all() and (gap_magnitude < SAFE_MAGNITUDE).all()):  # NaN: False
             return None
-        collab, visual = self._dot_products(users)
+        collab, visual = self._dot_products(users, reuse=True)  # read within pruned_top_k's call
         w2 = self.rating_out.weight[0]
         inputs = _arrays(collab, visual, collab_user, visual_user, cache["collab_w2"], cache["visual_w2"], w2)
         margin = _gap_error(gap_magnitude, len(w2))
@@ -403,10 +404,19 @@ class JIFR(Recommender):
         magnitude = magnitude + collab_user.double().abs() + cache["collab_w2_range"].double().abs().amax(1)
         return (w2 * magnitude).abs().sum(1)
 
-    def _dot_products(self, users: Tensor) -> tuple[Tensor, Tensor]:
-        """(B, n_items) u_a.v_i and w_a.x_i of ``users`` (B,) with every item."""
+    def _dot_products(self, users: Tensor, reuse: bool = False) -> tuple[Tensor, Tensor]:
+        """(B, n_items) u_a.v_i and w_a.x_i of ``users`` (B,) with every item; with ``reuse``,
+        values without a gradient written into this thread's scratch memory
+        (``Recommender.scratch``), which the next such call overwrites."""
         cache = self.item_cache()
-        return self.user_collab(users) @ cache["collab"].T, self.user_visual(users) @ cache["visual"].T
+        pairs = ((self.user_collab(users), cache["collab"]), (self.user_visual(users), cache["visual"]))
+        if not reuse:
+            return pairs[0][0] @ pairs[0][1].T, pairs[1][0] @ pairs[1][1].T
+        collab, visual = (self.scratch(name, len(users), len(cache["collab"])) for name in ("collab", "visual"))
+        with torch.no_grad():  # ranking's values (a product into given memory has no gradient)
+            torch.matmul(pairs[0][0], pairs[0][1].T, out=collab)
+            torch.matmul(pairs[1][0], pairs[1][1].T, out=visual)
+        return collab, visual
 
     def _user_parts(self, users: Tensor) -> tuple[Tensor, Tensor]:
         """The user half of W2, plus its bias, applied to u_a and to w_a: (B, hidden_dim) each."""
@@ -420,17 +430,18 @@ class JIFR(Recommender):
         visual_user: Tensor,
         collab_item: Tensor,
         visual_item: Tensor,
+        out: Tensor | None = None,
     ) -> Tensor:
         """(B, N) eq. (8) with the beta of eqs. (9)-(10) for B users and N items whose u_a.v_i and
         w_a.x_i are ``collab`` and ``visual`` (B, N), from the user parts of W2 (``_user_parts``,
         (B, hidden_dim)) and its item parts (hidden_dim, N), in the compiled loop whose
         operations ``pruned_top_k`` also runs (``jifr.models.rating_attention``), so that the
         two agree bit for bit. Off the CPU, the same equations in torch on the device, a block
-        of items at a time."""
+        of items at a time. Into ``out`` where given (``score_all``'s)."""
         inputs = (collab, visual, collab_user, visual_user, collab_item, visual_item, self.rating_out.weight[0])
         if collab.device.type != "cpu":
-            return _attended_blocks(inputs)
-        out = torch.empty(collab.shape, device=CPU)
+            return _attended_blocks(inputs, out)
+        out = torch.empty(collab.shape, device=CPU) if out is None else out
         arrays = [tuple(_arrays(*inputs)), out.numpy()]  # out: written in place
         _run_in_parts(rating_attention.grid, rating_attention.grid_parallel, arrays, collab.shape[0])
         return out
@@ -496,12 +507,12 @@ def _arrays(*tensors: Tensor) -> list[np.ndarray]:
     return [np.ascontiguousarray(t.detach().numpy()) for t in tensors]
 
 
-def _attended_blocks(inputs: tuple[Tensor, ...]) -> Tensor:
+def _attended_blocks(inputs: tuple[Tensor, ...], out: Tensor | None = None) -> Tensor:
     """``JIFR._attended_grid`` in torch, for a model on a GPU: eqs. (8)-(10) over blocks of items
     small enough that the (B, block, hidden_dim) ReLU input stays within ``BLOCK_BUDGET`` values;
     ``inputs`` as ``rating_attention.grid`` takes them."""
     collab, visual, collab_user, visual_user, collab_item, visual_item, w2 = inputs
-    out = torch.empty_like(collab)
+    out = torch.empty_like(collab) if out is None else out
     block = max(1, BLOCK_BUDGET // max(collab.shape[0] * len(w2), 1))
     for start in range(0, collab.shape[1], block):
         items = slice(start, start + block)

@@ -33,8 +33,9 @@ class Popularity(Recommender):
     def score(self, users: Tensor, items: Tensor) -> Tensor:
         return self.item_counts[items]
 
-    def score_all(self, users: Tensor) -> Tensor:
-        return self.item_counts[None, :].expand(len(users), -1)
+    def score_all(self, users: Tensor, out: Tensor | None = None) -> Tensor:
+        every = self.item_counts[None, :].expand(len(users), -1)
+        return every if out is None else out.copy_(every)
 
 
 class RandomFrames(Recommender):

@@ -14,7 +14,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from jifr.models.base import ModelInputs, Recommender, linear, normal_embedding, seeded_generator, squared_norm
+from jifr.models.base import (
+    ModelInputs,
+    Recommender,
+    linear,
+    normal_embedding,
+    product_into,
+    seeded_generator,
+    squared_norm,
+)
 from jifr.models.feedback import (
     DEFAULT_FEEDBACK_WEIGHT,
     DEFAULT_L2_FRAME_BIAS,
@@ -103,13 +111,15 @@ class VBPR(Recommender):
         v, x, b = self._item_terms(torch.arange(self.item_features.shape[0], device=self.device))
         return {"collab": v, "visual": x, "bias": b}
 
-    def score_all(self, users: Tensor) -> Tensor:
+    def score_all(self, users: Tensor, out: Tensor | None = None) -> Tensor:
         """beta_i + gamma_u.gamma_i + theta_u.(E f_i), summed in that order, in place (the same
-        bits as three tensors added, without two (B, n_items) temporaries)."""
+        bits as three tensors added, without two (B, n_items) temporaries; with ``out``, the
+        visual product goes into this thread's scratch memory, ``scratch``)."""
         cache = self.item_cache()
-        scores = self.user_collab(users) @ cache["collab"].T
+        scores = product_into(self.user_collab(users), cache["collab"], out)
         scores.add_(cache["bias"][None, :])  # bias + gamma_u.gamma_i: float addition commutes
-        return scores.add_(self.user_visual(users) @ cache["visual"].T)
+        visual = None if out is None else self.scratch("visual", len(users), len(cache["visual"]))
+        return scores.add_(product_into(self.user_visual(users), cache["visual"], visual))
 
     def score_frames(self, users: Tensor, items: Tensor) -> Tensor:
         return self.visual_frame_scores(users, items)

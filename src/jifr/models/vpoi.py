@@ -54,6 +54,7 @@ from jifr.models.base import (
     linear,
     mean_over_training_items,
     normal_embedding,
+    product_into,
     seeded_generator,
     squared_norm,
 )
@@ -116,8 +117,8 @@ class VPOI(Recommender):
     def score(self, users: Tensor, items: Tensor) -> Tensor:
         return (self.user_collab(users) * self.item_collab(items)).sum(-1)
 
-    def score_all(self, users: Tensor) -> Tensor:
-        return self.user_collab(users) @ self.item_collab.weight.T
+    def score_all(self, users: Tensor, out: Tensor | None = None) -> Tensor:
+        return product_into(self.user_collab(users), self.item_collab.weight, out)
 
     new_item_score = (
         "v_i = lambda_item / (l2 + lambda_item) P cbar_i, the minimiser of its two regularisers "
