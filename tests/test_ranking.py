@@ -162,6 +162,34 @@ def test_user_blocks_give_the_same_answer(monkeypatch: pytest.MonkeyPatch) -> No
             assert torch.equal(items[u : u + 1], expected_items) and torch.equal(values[u : u + 1], expected_values)
 
 
+class OwnScores(Recommender):
+    """A model of one's own, as a user would write it: ``score_all`` without ``out``."""
+
+    name = "own"
+
+    def __init__(self, scores: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("scores", scores)
+
+    def score_all(self, users: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return self.scores[users]
+
+
+def test_a_model_whose_score_all_takes_no_out_ranks_through_a_copy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ranking passes reused memory to ``score_all_into``, which copies ``score_all``'s scores
+    for such a model: block after block of different sizes, the answer is the sort's."""
+    scores = torch.randint(0, 6, (N_USERS, N_ITEMS)).float()  # many ties
+    scores[2, 5] = float("nan")
+    model = OwnScores(scores)
+    assert not model.writes_scores_into
+    for budget in (N_ITEMS, 4 * N_ITEMS, ranking.SCORE_BUDGET):  # blocks of 1, then 4 (and 1), then all users
+        monkeypatch.setattr(ranking, "SCORE_BUDGET", budget)
+        values, items = top_k_items(model, torch.arange(N_USERS), 7, N_ITEMS, known_items())
+        expected_values, expected_items = reference(model, torch.arange(N_USERS), 7, known_items())
+        assert torch.equal(items, expected_items) and torch.equal(values, expected_values)
+    assert torch.isnan(model.scores[2, 5])  # its own scores untouched
+
+
 @pytest.mark.parametrize("name", ["jifr", "jifr_rating_att"])
 def test_the_pruning_bound_holds(name: str) -> None:
     """The upper bound JIFR prunes with is at least score_all on every pair, also where beta

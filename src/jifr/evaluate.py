@@ -115,7 +115,9 @@ def full_ranking_sums(
         metrics = _pruned_metrics(model, chunk, held_out, excluded, ks) if prunes else None
         if metrics is None:
             prunes = False
-            scores = model.score_all(model.on_device(torch.as_tensor(chunk))).clone()
+            # Into memory reused chunk after chunk (a fresh block's page faults cost more than its product).
+            reused = model.scratch("scores", len(chunk), data.n_items)
+            scores = model.score_all_into(model.on_device(torch.as_tensor(chunk)), reused)
             exclude_rows = excluded[chunk].tocoo()
             scores[_on(scores, exclude_rows.row), _on(scores, exclude_rows.col)] = float("-inf")
             metrics = _rank_held_out(scores, held_out, chunk, ks)
@@ -184,7 +186,8 @@ def evaluate_sampled(
     sums = np.zeros((repeats, 2 * len(ks)))
     names = [name for k in ks for name in (f"HR@{k}", f"NDCG@{k}")]
     for chunk in _user_chunks(users, data.n_items):
-        scores = model.score_all(model.on_device(torch.as_tensor(chunk)))
+        reused = model.scratch("scores", len(chunk), data.n_items)
+        scores = model.score_all_into(model.on_device(torch.as_tensor(chunk)), reused)
         items, mask = _padded_positives(held_out, chunk, scores.device)
         positive = torch.gather(scores, 1, items).masked_fill(~mask, float("-inf"))
         for r, rng in enumerate(generators):

@@ -45,18 +45,20 @@ def test_score_shapes_and_agreement(model: Recommender, tiny: PreparedData) -> N
 
 
 def test_scores_into_given_memory_are_the_same_bits(model: Recommender, tiny: PreparedData) -> None:
-    """``score_all(users, out=...)``, as ranking calls it with reused memory, writes the values
-    ``score_all(users)`` returns, twice over the same memory, and the model's eval-mode scratch
-    is dropped on training."""
+    """``score_all_into``, as ranking and evaluation call it with reused memory, writes the
+    values ``score_all(users)`` returns, again and again over the same memory, and the model's
+    eval-mode scratch is dropped on training. Every built-in model that ranks writes there
+    directly."""
     if not model.ranks_items:
         return
+    assert model.writes_scores_into
     model.eval()
     first, second = torch.tensor([0, 3, 7]), torch.tensor([5, 1, 2, 3, 4])
     with torch.no_grad():
         for users in (first, second, first):
             out = model.scratch("scores", len(users), tiny.n_items)
             out.fill_(float("nan"))
-            assert model.score_all(users, out=out) is out
+            assert model.score_all_into(users, out) is out
             assert torch.equal(out, model.score_all(users))
     assert model._scratch
     model.train()

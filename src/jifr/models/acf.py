@@ -114,6 +114,7 @@ def pad_frames(values: Tensor, width: int) -> Tensor:
 
 class ACF(Recommender):
     name = "acf"
+    writes_scores_into = True
     ranks_frames = False
     history: Tensor  # (n_users, width) buffer: R(a), the items of each user's history, 0-padded
     history_mask: Tensor  # (n_users, width) buffer: the real entries of ``history``

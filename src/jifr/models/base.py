@@ -87,6 +87,7 @@ class Recommender(nn.Module):
     trainable: ClassVar[bool] = True
     # score_frames is visual_frame_scores: the personal frame score plus the frame bias
     frame_scores_are_visual: ClassVar[bool] = False
+    writes_scores_into: ClassVar[bool] = False  # score_all takes out (score_all_into)
     # What the score of a new item (frames, no interactions) is, or None where the model cannot
     # score one (``new_item_scores``); ``jifr.items`` adds such items to a served run.
     new_item_score: ClassVar[str | None] = None
@@ -188,10 +189,22 @@ class Recommender(nn.Module):
         raise NotImplementedError(f"{self.name} does not rank items")
 
     def score_all(self, users: Tensor, out: Tensor | None = None) -> Tensor:
-        """(B, n_items) predicted preferences of each user for every item. With ``out`` (a
-        (B, n_items) float32 tensor on the model's device, such as ``scratch``'s), the same values
-        are written there, without a gradient, and ``out`` is returned."""
+        """(B, n_items) predicted preferences of each user for every item. In a model whose
+        ``writes_scores_into`` is True, ``out`` (a (B, n_items) float32 tensor on the model's
+        device) takes the same values, without a gradient, and is returned; a model of one's own
+        may leave ``out`` out of its signature (``score_all_into`` then copies)."""
         raise NotImplementedError(f"{self.name} does not rank items")
+
+    def score_all_into(self, users: Tensor, out: Tensor) -> Tensor:
+        """``score_all(users)``'s values in ``out`` (B, n_items), without a gradient, returned:
+        ranking and evaluation pass memory they reuse block after block (``scratch``), whose
+        first touch would otherwise cost more than the product that fills it. Written there
+        directly by models whose ``score_all`` takes ``out`` (``writes_scores_into``), copied
+        for the others."""
+        if self.writes_scores_into:
+            return self.score_all(users, out=out)
+        with torch.no_grad():
+            return out.copy_(self.score_all(users))
 
     def pruned_top_k(
         self,

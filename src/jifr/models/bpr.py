@@ -21,6 +21,7 @@ class BPRConfig:
 
 class BPR(Recommender):
     name = "bpr"
+    writes_scores_into = True
 
     def __init__(self, config: BPRConfig, inputs: ModelInputs, seed: int = 0) -> None:
         super().__init__()

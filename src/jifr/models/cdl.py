@@ -64,6 +64,7 @@ def two_layer(in_dim: int, hidden_dim: int, out_dim: int, generator: torch.Gener
 
 class CDL(Recommender):
     name = "cdl"
+    writes_scores_into = True
     ranks_items = True
     ranks_frames = True
     frame_scores_are_visual = True

@@ -105,6 +105,7 @@ class JIFRConfig:
 
 class JIFR(Recommender):
     name = "jifr"
+    writes_scores_into = True
     ranks_frames = True
     frame_scores_are_visual = True
     item_features: Tensor  # (n_items, D) buffer, content_attention="avg" only

@@ -21,6 +21,7 @@ class Popularity(Recommender):
     """Ranks items by their number of training interactions, the same for every user."""
 
     name = "pop"
+    writes_scores_into = True
     trainable = False
     item_counts: Tensor  # (n_items,) training interactions per item
 

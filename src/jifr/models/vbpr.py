@@ -49,6 +49,7 @@ class VBPRConfig:
 
 class VBPR(Recommender):
     name = "vbpr"
+    writes_scores_into = True
     ranks_frames = True
     frame_scores_are_visual = True
     item_features: Tensor  # (n_items, D) buffer: mean frame feature f_i

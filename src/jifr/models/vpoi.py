@@ -78,6 +78,7 @@ class VPOIConfig:
 
 class VPOI(Recommender):
     name = "vpoi"
+    writes_scores_into = True
     ranks_frames = False
     item_features: Tensor  # (n_items, D) buffer: cbar_i
     user_features: Tensor  # (n_users, D) buffer: dbar_a
