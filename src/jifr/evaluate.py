@@ -116,11 +116,11 @@ def full_ranking_sums(
         if metrics is None:
             prunes = False
             # Into memory reused chunk after chunk (a fresh block's page faults cost more than its product).
-            reused = model.scratch("scores", len(chunk), data.n_items)
-            scores = model.score_all_into(model.on_device(torch.as_tensor(chunk)), reused)
-            exclude_rows = excluded[chunk].tocoo()
-            scores[_on(scores, exclude_rows.row), _on(scores, exclude_rows.col)] = float("-inf")
-            metrics = _rank_held_out(scores, held_out, chunk, ks)
+            with model.scratch("scores", len(chunk), data.n_items) as reused:
+                scores = model.score_all_into(model.on_device(torch.as_tensor(chunk)), reused)
+                exclude_rows = excluded[chunk].tocoo()
+                scores[_on(scores, exclude_rows.row), _on(scores, exclude_rows.col)] = float("-inf")
+                metrics = _rank_held_out(scores, held_out, chunk, ks)
         for name, values in metrics.items():
             sums[name] += float(values.sum())
     return sums, len(users)
@@ -186,15 +186,15 @@ def evaluate_sampled(
     sums = np.zeros((repeats, 2 * len(ks)))
     names = [name for k in ks for name in (f"HR@{k}", f"NDCG@{k}")]
     for chunk in _user_chunks(users, data.n_items):
-        reused = model.scratch("scores", len(chunk), data.n_items)
-        scores = model.score_all_into(model.on_device(torch.as_tensor(chunk)), reused)
-        items, mask = _padded_positives(held_out, chunk, scores.device)
-        positive = torch.gather(scores, 1, items).masked_fill(~mask, float("-inf"))
-        for r, rng in enumerate(generators):
-            sampled, valid = sample_unrated(interacted[chunk], n_negatives, rng)
-            negative = torch.gather(scores, 1, _on(scores, sampled)).masked_fill(~_on(scores, valid), float("-inf"))
-            values = hr_ndcg(pessimistic_positions(positive, negative, max(ks)), mask.sum(1), ks)
-            sums[r] += [float(values[name].sum()) for name in names]
+        with model.scratch("scores", len(chunk), data.n_items) as reused:
+            scores = model.score_all_into(model.on_device(torch.as_tensor(chunk)), reused)
+            items, mask = _padded_positives(held_out, chunk, scores.device)
+            positive = torch.gather(scores, 1, items).masked_fill(~mask, float("-inf"))
+            for r, rng in enumerate(generators):
+                sampled, valid = sample_unrated(interacted[chunk], n_negatives, rng)
+                negative = torch.gather(scores, 1, _on(scores, sampled)).masked_fill(~_on(scores, valid), float("-inf"))
+                values = hr_ndcg(pessimistic_positions(positive, negative, max(ks)), mask.sum(1), ks)
+                sums[r] += [float(values[name].sum()) for name in names]
     per_repeat = sums / max(len(users), 1)
     metrics = dict(zip(names, per_repeat.mean(0).tolist(), strict=True))
     # Sample std, as ``compare`` reports over seeds: the repeats are a sample of negative draws.

@@ -125,10 +125,10 @@ def top_k_items(
             values[block, :width], items[block, :width] = pruned.values, pruned.items
             continue
         # Into memory reused block after block (fresh memory's page faults cost more than the product).
-        reused = model.scratch("scores", block.stop - block.start, n_items)
-        scores = _nan_as(model.score_all_into(model.on_device(users[block]), reused), -INF)
-        if excluded is not None:
-            excluded = (excluded[0].to(scores.device), excluded[1].to(scores.device))
-        best, chosen = _top_k_of_scores(_set(scores, excluded, -INF), width)
-        values[block, :width], items[block, :width] = best.cpu(), chosen.cpu()
+        with model.scratch("scores", block.stop - block.start, n_items) as reused:
+            scores = _nan_as(model.score_all_into(model.on_device(users[block]), reused), -INF)
+            if excluded is not None:
+                excluded = (excluded[0].to(scores.device), excluded[1].to(scores.device))
+            best, chosen = _top_k_of_scores(_set(scores, excluded, -INF), width)
+            values[block, :width], items[block, :width] = best.cpu(), chosen.cpu()
     return values, items

@@ -47,7 +47,7 @@ def test_score_shapes_and_agreement(model: Recommender, tiny: PreparedData) -> N
 def test_scores_into_given_memory_are_the_same_bits(model: Recommender, tiny: PreparedData) -> None:
     """``score_all_into``, as ranking and evaluation call it with reused memory, writes the
     values ``score_all(users)`` returns, again and again over the same memory, and the model's
-    eval-mode scratch is dropped on training. Every built-in model that ranks writes there
+    reused memory is dropped on training. Every built-in model that ranks writes there
     directly."""
     if not model.ranks_items:
         return
@@ -56,13 +56,29 @@ def test_scores_into_given_memory_are_the_same_bits(model: Recommender, tiny: Pr
     first, second = torch.tensor([0, 3, 7]), torch.tensor([5, 1, 2, 3, 4])
     with torch.no_grad():
         for users in (first, second, first):
-            out = model.scratch("scores", len(users), tiny.n_items)
-            out.fill_(float("nan"))
-            assert model.score_all_into(users, out) is out
-            assert torch.equal(out, model.score_all(users))
+            with model.scratch("scores", len(users), tiny.n_items) as out:
+                out.fill_(float("nan"))
+                assert model.score_all_into(users, out) is out
+                assert torch.equal(out, model.score_all(users))
     assert model._scratch
     model.train()
     assert not model._scratch
+
+
+def test_reused_memory_is_never_shared_by_two_blocks_at_once(tiny: PreparedData) -> None:
+    """A block of a name checks its buffer out: a second block of the same name while the first
+    is open (another thread's) gets memory of its own; after both, one buffer is kept, and the
+    next block reuses it (grown where it needs more)."""
+    model = build_model("bpr", ModelInputs.from_data(tiny)).eval()
+    with model.scratch("scores", 4, 10) as first, model.scratch("scores", 4, 10) as second:
+        assert first.data_ptr() != second.data_ptr()
+        first.fill_(1.0), second.fill_(2.0)
+        assert (first == 1.0).all()
+    with model.scratch("scores", 2, 10) as again:
+        assert again.shape == (2, 10) and again.data_ptr() in (first.data_ptr(), second.data_ptr())
+    with model.scratch("scores", 8, 10) as grown:
+        assert grown.shape == (8, 10)
+    assert list(model._scratch) == ["scores"] and model._scratch["scores"].numel() == 80
 
 
 def test_score_frames_shape_and_padding(model: Recommender, tiny: PreparedData) -> None:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -100,7 +100,7 @@ class Recommender(nn.Module):
         self.model_name = self.name
         self._item_cache: dict[str, Tensor] | None = None
         self._frame_cache: dict[str, Tensor] | None = None
-        self._scratch: dict[tuple[int, str], Tensor] = {}  # ``scratch``'s buffers, by thread and name
+        self._scratch: dict[str, Tensor] = {}  # ``scratch``'s buffers not in use, by name
 
     @property
     def device(self) -> torch.device:
@@ -132,18 +132,22 @@ class Recommender(nn.Module):
         self._scratch = {}
         return super().train(mode)
 
-    def scratch(self, name: str, rows: int, columns: int) -> Tensor:
+    @contextlib.contextmanager
+    def scratch(self, name: str, rows: int, columns: int) -> Iterator[Tensor]:
         """A (rows, columns) float32 tensor on the model's device, of undefined values, for use
-        within one call by this thread: the same memory the next call of the same name on this
-        thread gets (grown where it needs more). Ranking writes its (users x items) blocks there
+        inside the ``with`` block: memory reused from one block of a name to the next (grown
+        where it needs more). Ranking and evaluation write their (users x items) blocks there
         instead of into fresh memory, whose first touch (page faults) costs more than the
-        products that fill it. Dropped with the caches (``train``, ``place``)."""
-        key = (threading.get_ident(), name)
-        buffer = self._scratch.get(key)
-        if buffer is None or buffer.numel() < rows * columns:
-            self._scratch.pop(key, None)  # one buffer of a name per thread
-            buffer = self._scratch[key] = torch.empty(rows * columns, device=self.device)
-        return buffer[: rows * columns].view(rows, columns)
+        products that fill it. A block checks its buffer out: another thread's block of the same
+        name meanwhile gets a buffer of its own, and one buffer per name is kept between blocks.
+        Dropped with the caches (``train``, ``place``)."""
+        buffer = self._scratch.pop(name, None)  # atomic: no two blocks get the same buffer
+        if buffer is None or buffer.numel() < rows * columns or buffer.device != self.device:
+            buffer = torch.empty(rows * columns, device=self.device)
+        try:
+            yield buffer[: rows * columns].view(rows, columns)
+        finally:
+            self._scratch[name] = buffer
 
     def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
         self._item_cache = self._frame_cache = None  # new weights: item-only quantities are stale

@@ -16,6 +16,8 @@ The attention layers W1 and W2 carry a bias, which the paper's equations leave i
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -34,6 +36,7 @@ from jifr.models.base import (
     Recommender,
     linear,
     normal_embedding,
+    product_into,
     seeded_generator,
     squared_norm,
 )
@@ -301,12 +304,28 @@ class JIFR(Recommender):
         return torch.sigmoid(visual_logit - self.rating_logit(collab_user[None], collab_item.T))
 
     def score_all(self, users: Tensor, out: Tensor | None = None) -> Tensor:
-        collab, visual = self._dot_products(users, reuse=out is not None)
+        if out is None:
+            return self._scores_of_dot_products(users, *self._dot_products(users))
+        with self._dot_product_scratch(len(users)) as into:
+            return self._scores_of_dot_products(users, *self._dot_products(users, into), out=out)
+
+    def _scores_of_dot_products(
+        self, users: Tensor, collab: Tensor, visual: Tensor, out: Tensor | None = None
+    ) -> Tensor:
+        """Eq. (8) of ``users`` (B,) and every item given their dot products (B, n_items), in
+        place in ``collab`` without rating attention, or into ``out`` where given."""
         if self.config.rating_attention == "avg":  # fuse's 0.5 * (collab + visual), in place
             return collab.add_(visual).mul_(0.5) if out is None else torch.add(collab, visual, out=out).mul_(0.5)
         cache = self.item_cache()
         inputs = (collab, visual, *self._user_parts(users), cache["collab_w2"], cache["visual_w2"])
         return self._attended_grid(*inputs, out=out)
+
+    @contextlib.contextmanager
+    def _dot_product_scratch(self, n_users: int) -> Iterator[tuple[Tensor, Tensor]]:
+        """Reused memory (``Recommender.scratch``) for the two (B, n_items) dot-product blocks."""
+        n_items = self.item_collab.num_embeddings
+        with self.scratch("collab", n_users, n_items) as collab, self.scratch("visual", n_users, n_items) as visual:
+            yield collab, visual
 
     def pruned_top_k(
         self,
@@ -325,7 +344,18 @@ class JIFR(Recommender):
         ``score_all``, whose NaN it knows how to treat)."""
         if self.config.rating_attention == "avg" or self.device.type != "cpu":
             return None  # off the CPU, score_all's attention runs in torch on the device
-        pruning = self._pruning_inputs(users)
+        with self._dot_product_scratch(len(users)) as into:
+            return self._pruned_top_k(users, k, excluded, asked, self._pruning_inputs(users, into))
+
+    def _pruned_top_k(
+        self,
+        users: Tensor,
+        k: int,
+        excluded: tuple[Tensor, Tensor] | None,
+        asked: tuple[Tensor, Tensor] | None,
+        pruning: tuple[Arrays, np.ndarray, Arrays] | None,
+    ) -> PrunedTopK | None:
+        """``pruned_top_k`` given its ``_pruning_inputs``."""
         if pruning is None:
             return None
         inputs, guess, bounds = pruning
@@ -354,7 +384,9 @@ class JIFR(Recommender):
         rating_attention.upper_bounds(inputs[0], inputs[1], bounds, out.numpy())
         return out
 
-    def _pruning_inputs(self, users: Tensor) -> tuple[Arrays, np.ndarray, Arrays] | None:
+    def _pruning_inputs(
+        self, users: Tensor, into: tuple[Tensor, Tensor] | None = None
+    ) -> tuple[Arrays, np.ndarray, Arrays] | None:
         """``rating_attention.top_k``'s inputs: the attention's (the dot products, W2's parts and
         w2, as ``rating_attention.grid`` takes them), the guessed beta of each item, and what
         bounds a pair (the pair terms of items and users, each user's beta range and rounding
@@ -365,7 +397,7 @@ class JIFR(Recommender):
         largest, gap_magnitude = self._largest_dot_product(users), self._gap_magnitude(collab_user, visual_user)
         if not bool((largest < SAFE_MAGNITUDE).all() and (gap_magnitude < SAFE_MAGNITUDE).all()):  # NaN: False
             return None
-        collab, visual = self._dot_products(users, reuse=True)  # read within pruned_top_k's call
+        collab, visual = self._dot_products(users, into)
         w2 = self.rating_out.weight[0]
         inputs = _arrays(collab, visual, collab_user, visual_user, cache["collab_w2"], cache["visual_w2"], w2)
         margin = _gap_error(gap_magnitude, len(w2))
@@ -405,19 +437,15 @@ class JIFR(Recommender):
         magnitude = magnitude + collab_user.double().abs() + cache["collab_w2_range"].double().abs().amax(1)
         return (w2 * magnitude).abs().sum(1)
 
-    def _dot_products(self, users: Tensor, reuse: bool = False) -> tuple[Tensor, Tensor]:
-        """(B, n_items) u_a.v_i and w_a.x_i of ``users`` (B,) with every item; with ``reuse``,
-        values without a gradient written into this thread's scratch memory
-        (``Recommender.scratch``), which the next such call overwrites."""
+    def _dot_products(self, users: Tensor, into: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
+        """(B, n_items) u_a.v_i and w_a.x_i of ``users`` (B,) with every item; written into
+        ``into``'s two tensors where given (``_dot_product_scratch``; values without a gradient)."""
         cache = self.item_cache()
-        pairs = ((self.user_collab(users), cache["collab"]), (self.user_visual(users), cache["visual"]))
-        if not reuse:
-            return pairs[0][0] @ pairs[0][1].T, pairs[1][0] @ pairs[1][1].T
-        collab, visual = (self.scratch(name, len(users), len(cache["collab"])) for name in ("collab", "visual"))
-        with torch.no_grad():  # ranking's values (a product into given memory has no gradient)
-            torch.matmul(pairs[0][0], pairs[0][1].T, out=collab)
-            torch.matmul(pairs[1][0], pairs[1][1].T, out=visual)
-        return collab, visual
+        collab, visual = (None, None) if into is None else into
+        return (
+            product_into(self.user_collab(users), cache["collab"], collab),
+            product_into(self.user_visual(users), cache["visual"], visual),
+        )
 
     def _user_parts(self, users: Tensor) -> tuple[Tensor, Tensor]:
         """The user half of W2, plus its bias, applied to u_a and to w_a: (B, hidden_dim) each."""

@@ -115,12 +115,14 @@ class VBPR(Recommender):
     def score_all(self, users: Tensor, out: Tensor | None = None) -> Tensor:
         """beta_i + gamma_u.gamma_i + theta_u.(E f_i), summed in that order, in place (the same
         bits as three tensors added, without two (B, n_items) temporaries; with ``out``, the
-        visual product goes into this thread's scratch memory, ``scratch``)."""
+        visual product goes into reused memory, ``scratch``)."""
         cache = self.item_cache()
         scores = product_into(self.user_collab(users), cache["collab"], out)
         scores.add_(cache["bias"][None, :])  # bias + gamma_u.gamma_i: float addition commutes
-        visual = None if out is None else self.scratch("visual", len(users), len(cache["visual"]))
-        return scores.add_(product_into(self.user_visual(users), cache["visual"], visual))
+        if out is None:
+            return scores.add_(self.user_visual(users) @ cache["visual"].T)
+        with self.scratch("visual", len(users), len(cache["visual"])) as visual:
+            return scores.add_(product_into(self.user_visual(users), cache["visual"], visual))
 
     def score_frames(self, users: Tensor, items: Tensor) -> Tensor:
         return self.visual_frame_scores(users, items)
