@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import warnings
-from itertools import accumulate
 from typing import Any
 
 import numpy as np
@@ -191,8 +190,8 @@ def project_frames(features: Tensor, *weights: Tensor) -> tuple[Tensor, ...]:
     (``F.linear``'s bits, in blocks of ``PRODUCT_ROWS`` frames): the values of jifr before the
     oneDNN product, which the README's trained figures were measured with. Anything else (a GPU,
     bf16 autocast) is ``F.linear`` of the stacked weights."""
-    stacked = weights[0] if len(weights) == 1 else torch.cat(weights)
     if features.device.type != "cpu" or torch.is_autocast_enabled("cpu") or features.dtype != torch.float32:
+        stacked = weights[0] if len(weights) == 1 else torch.cat(weights)
         return _column_blocks(torch.nn.functional.linear(features, stacked), weights)
     return _FrameProduct.apply(features, frame_product() == "onednn", *weights)
 
@@ -227,7 +226,7 @@ def onednn_linear(inputs: Tensor, weights: Tensor) -> Tensor:
 class _FrameProduct(torch.autograd.Function):
     """``project_frames``' product and its backward. In oneDNN: features @ weights^T, and the
     weights' gradient grad^T @ features with the features read through a transposed view (no
-    copy), grad^T laid out directly from the blocks' gradients. With MKL: forward in blocks of
+    copy), grad^T joined directly from the blocks' gradients. With MKL: forward in blocks of
     ``PRODUCT_ROWS`` frames and the weights' gradient as (features^T grad)^T, which MKL runs faster
     for this shape than ``F.linear``, with its bits (``tests/models/test_frames.py``)."""
 
@@ -248,21 +247,13 @@ class _FrameProduct(torch.autograd.Function):
     def backward(ctx: torch.autograd.function.FunctionCtx, *grads: Tensor) -> Any:
         features, stacked = ctx.saved_tensors  # type: ignore[attr-defined]
         sizes: list[int] = ctx.sizes  # type: ignore[attr-defined]
-        ends = list(accumulate(sizes))
-        columns = [slice(end - size, end) for end, size in zip(ends, sizes, strict=True)]
-        grad_features = grad_weights = None
+        grad_features, weight_grads = None, (None,) * len(sizes)
         if ctx.needs_input_grad[0]:  # type: ignore[attr-defined]
             grad_features = torch.cat(grads, dim=1) @ stacked
         if any(ctx.needs_input_grad[2:]):  # type: ignore[attr-defined]
             if ctx.onednn:  # type: ignore[attr-defined]
-                grad_t = features.new_empty(stacked.shape[0], len(features))  # grad^T, one copy per block
-                for grad, rows in zip(grads, columns, strict=True):
-                    grad_t[rows] = grad.T
-                grad_weights = onednn_linear(grad_t, features.T)
+                grad_weights = onednn_linear(torch.cat([grad.T for grad in grads]), features.T)  # grad^T, one copy
             else:
-                grad = features.new_empty(len(features), stacked.shape[0])
-                for block, rows in zip(grads, columns, strict=True):
-                    grad[:, rows] = block
-                grad_weights = (features.T @ grad).T
-        weight_grads = (None,) * len(sizes) if grad_weights is None else tuple(grad_weights[rows] for rows in columns)
+                grad_weights = (features.T @ torch.cat(grads, dim=1)).T
+            weight_grads = grad_weights.split(sizes)
         return (grad_features, None, *weight_grads)

@@ -344,34 +344,24 @@ class JIFR(Recommender):
         ``score_all``, whose NaN it knows how to treat)."""
         if self.config.rating_attention == "avg" or self.device.type != "cpu":
             return None  # off the CPU, score_all's attention runs in torch on the device
-        with self._dot_product_scratch(len(users)) as into:
-            return self._pruned_top_k(users, k, excluded, asked, self._pruning_inputs(users, into))
-
-    def _pruned_top_k(
-        self,
-        users: Tensor,
-        k: int,
-        excluded: tuple[Tensor, Tensor] | None,
-        asked: tuple[Tensor, Tensor] | None,
-        pruning: tuple[Arrays, np.ndarray, Arrays] | None,
-    ) -> PrunedTopK | None:
-        """``pruned_top_k`` given its ``_pruning_inputs``."""
-        if pruning is None:
-            return None
-        inputs, guess, bounds = pruning
-        asked_scores = torch.empty(0 if asked is None else len(asked[0]), device=CPU)  # written in place
-        if asked is not None:  # before the excluded pairs are marked: they may be asked for
-            rows, columns = _arrays(*asked)
-            rating_attention.pair_scores(rows, columns, inputs, asked_scores.numpy())
-        if excluded is not None:
-            inputs[0][excluded[0].numpy(), excluded[1].numpy()] = np.nan  # u.v: never kept
-        values = torch.full((len(users), k), -INF, device=CPU)  # the outputs, written in place
-        items = torch.full((len(users), k), -1, dtype=torch.long, device=CPU)
-        scored = torch.zeros(len(users), dtype=torch.long, device=CPU)
-        outputs = (values.numpy(), items.numpy(), scored.numpy())
-        arrays = [inputs, guess, bounds, min(max(PROBES, k), inputs[0].shape[1]), outputs]
-        _run_in_parts(rating_attention.top_k, rating_attention.top_k_parallel, arrays, len(users))
-        return PrunedTopK(values, items, scored, asked_scores)
+        with self._dot_product_scratch(len(users)) as into:  # the dot products, read by the loop
+            pruning = self._pruning_inputs(users, into)
+            if pruning is None:
+                return None
+            inputs, guess, bounds = pruning
+            asked_scores = torch.empty(0 if asked is None else len(asked[0]), device=CPU)  # written in place
+            if asked is not None:  # before the excluded pairs are marked: they may be asked for
+                rows, columns = _arrays(*asked)
+                rating_attention.pair_scores(rows, columns, inputs, asked_scores.numpy())
+            if excluded is not None:
+                inputs[0][excluded[0].numpy(), excluded[1].numpy()] = np.nan  # u.v: never kept
+            values = torch.full((len(users), k), -INF, device=CPU)  # the outputs, written in place
+            items = torch.full((len(users), k), -1, dtype=torch.long, device=CPU)
+            scored = torch.zeros(len(users), dtype=torch.long, device=CPU)
+            outputs = (values.numpy(), items.numpy(), scored.numpy())
+            arrays = [inputs, guess, bounds, min(max(PROBES, k), inputs[0].shape[1]), outputs]
+            _run_in_parts(rating_attention.top_k, rating_attention.top_k_parallel, arrays, len(users))
+            return PrunedTopK(values, items, scored, asked_scores)
 
     def pruning_upper_bounds(self, users: Tensor) -> Tensor:
         """(B, n_items) the upper bound on each score that ``pruned_top_k`` prunes with (it never
