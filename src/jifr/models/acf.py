@@ -145,12 +145,13 @@ class ACF(Recommender):
         self.register_buffer("history_mask", torch.from_numpy(mask), persistent=False)
 
     # ---- item side ---------------------------------------------------------------------------
-    def item_terms(self, items: Tensor) -> dict[str, Tensor]:
+    def item_terms(self, items: Tensor, into: Tensor | None = None) -> dict[str, Tensor]:
         """What the attention needs of history items ``items`` (n,), independent of the user:
         p_l (n, d), W1v v_l + W1p p_l (n, h), and over each item's frames (n, F_max): x_lm,
-        W2x x_lm and the mask of real frames. Each frame's features are projected once."""
+        W2x x_lm and the mask of real frames. Each frame's features are projected once (read
+        into ``into`` where given, ``FrameStore.features``)."""
         rows, frame_mask = self.store.padded_frames(items)
-        projected = self.frame_projection(self.store.features(rows[frame_mask]))  # x_lm = E c_lm
+        projected = self.frame_projection(self.store.features(rows[frame_mask], into))  # x_lm = E c_lm
         auxiliary = self.item_auxiliary(items)
         return {
             "auxiliary": auxiliary,
@@ -162,7 +163,8 @@ class ACF(Recommender):
 
     def compute_item_cache(self) -> dict[str, Tensor]:
         """``item_terms`` of every item (one chunk of items at a time), and v_i."""
-        chunks = [self.item_terms(chunk) for chunk in self.store.item_chunks()]
+        buffer = self.store.chunk_buffer()  # each chunk's features, in memory reused
+        chunks = [self.item_terms(chunk, buffer) for chunk in self.store.item_chunks()]
         width = max((c["frame_mask"].shape[1] for c in chunks), default=0)
         cache = {key: torch.cat([pad_frames(c[key], width) for c in chunks]) for key in FRAME_TERMS}
         cache |= {key: torch.cat([c[key] for c in chunks]) for key in ("auxiliary", "item_key")}

@@ -85,11 +85,12 @@ class CDL(Recommender):
         """(B, d) f_U(h_a) of ``users`` (B,)."""
         return self.user_network(self.user_history[users])
 
-    def item_embeddings(self, items: Tensor) -> Tensor:
-        """(n, d) mean_k f_I(c_k) over the frames of ``items`` (n,); f_I runs once per frame."""
+    def item_embeddings(self, items: Tensor, into: Tensor | None = None) -> Tensor:
+        """(n, d) mean_k f_I(c_k) over the frames of ``items`` (n,); f_I runs once per frame.
+        Out of training the features are read into ``into`` where given (``FrameStore.features``)."""
         rows, mask = self.store.padded_frames(items)
-        read = self.store.training_features if self.training else self.store.features
-        frames = scatter_rows(self.image_network(read(rows[mask])), mask)  # (n, F_max, d)
+        read = self.store.training_features(rows[mask]) if self.training else self.store.features(rows[mask], into)
+        frames = scatter_rows(self.image_network(read), mask)  # (n, F_max, d)
         return frames.sum(1) / mask.sum(1, keepdim=True)
 
     def triplet_scores(self, users: Tensor, positives: Tensor, negatives: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -114,7 +115,8 @@ class CDL(Recommender):
 
     def compute_item_cache(self) -> dict[str, Tensor]:
         """mean_k f_I(c_k) of every item, one chunk of items at a time."""
-        return {"items": torch.cat([self.item_embeddings(chunk) for chunk in self.store.item_chunks()])}
+        buffer = self.store.chunk_buffer()  # each chunk's features, in memory reused
+        return {"items": torch.cat([self.item_embeddings(chunk, buffer) for chunk in self.store.item_chunks()])}
 
     def score_all(self, users: Tensor, out: Tensor | None = None) -> Tensor:
         return product_into(self.user_embeddings(users), self.item_cache()["items"], out)

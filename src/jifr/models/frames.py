@@ -54,28 +54,39 @@ class FrameStore:
     def n_frames(self) -> int:
         return int(self.indptr[-1])
 
-    def features(self, rows: Tensor) -> Tensor:
+    def features(self, rows: Tensor, into: Tensor | None = None) -> Tensor:
         """(F, D) float32 features of frame ``rows`` (F,), on the store's device, not to be
         written to. From the float32 copy training keeps, where there is one (the same values);
         consecutive rows (a chunk of items' frames) as one slice: of that copy without a copy,
-        or of the features converted in one pass."""
+        or of the features converted in one pass. Where the features are copied, they are
+        copied into the first F rows of ``into`` (a float32 (>= F, D) buffer on the device,
+        ``chunk_buffer``) where one is given: a caller reading chunk after chunk reuses memory
+        whose pages are already there."""
         resident = self._resident if self._resident is not None and self._resident.dtype == torch.float32 else None
         index = rows.cpu().numpy()
         span = _consecutive(index)
         if span is not None and resident is not None:
             return resident[span]
+        out = into[: len(index)] if into is not None else torch.empty(len(index), self.dim, device=self.device)
         if span is not None:
-            block = np.array(self.frames.features[span], dtype=np.float32)  # a copy, writable
-            return torch.from_numpy(block).to(self.device)
+            return out.copy_(_tensor(self.frames.features[span]))  # converted by torch, in parallel
         if resident is not None:
-            return torch.index_select(resident, 0, rows.to(self.device))
+            return torch.index_select(resident, 0, rows.to(self.device), out=out)
         if not self._in_memory:
             # Reading a memmap in increasing row order touches each page once.
             order = np.argsort(index, kind="stable")
             block = np.empty((len(index), self.dim), dtype=np.float32)
             block[order] = self.frames.features[index[order]]
-            return torch.from_numpy(block).to(self.device)
-        return torch.from_numpy(np.asarray(self.frames.features[index], dtype=np.float32)).to(self.device)
+            return out.copy_(torch.from_numpy(block))
+        return out.copy_(_tensor(self.frames.features[index]))
+
+    def chunk_buffer(self, device: torch.device | None = None) -> Tensor:
+        """A float32 buffer, on ``device`` (the store's by default), for ``features(..., into=)``:
+        it holds the frames of any chunk of ``item_chunks``."""
+        starts = np.arange(0, len(self.counts), ITEM_CHUNK)
+        indptr = self.frames.indptr
+        frames = indptr[np.minimum(starts + ITEM_CHUNK, len(self.counts))] - indptr[starts]
+        return torch.empty(int(frames.max(initial=0)), self.dim, device=device or self.device)
 
     def training_features(self, rows: Tensor) -> Tensor:
         """``features(rows)`` for a training step's single read, faster and with the same values:
@@ -119,11 +130,11 @@ class FrameStore:
 
     def item_means(self) -> Tensor:
         """(n_items, D) mean feature of each item's frames, read one chunk of items at a time."""
-        means = []
+        means, buffer = [], self.chunk_buffer(CPU)  # each chunk's features, in memory reused
         indptr = self.frames.indptr
         for chunk in self.item_chunks():
             first, last = int(indptr[int(chunk[0])]), int(indptr[int(chunk[-1]) + 1])
-            block = np.asarray(self.frames.features[first:last], dtype=np.float32)
+            block = buffer[: last - first].copy_(_tensor(self.frames.features[first:last])).numpy()
             summed = np.add.reduceat(block, indptr[chunk.cpu().numpy()] - first, axis=0)
             means.append(torch.from_numpy(summed).to(self.device) / self.counts[chunk, None])
         return torch.cat(means) if means else torch.zeros(0, self.dim, device=self.device)
@@ -137,6 +148,14 @@ class FrameStore:
         n_items = len(self.counts)
         chunks = range(0, n_items, ITEM_CHUNK)
         return [torch.arange(s, min(s + ITEM_CHUNK, n_items), device=self.device) for s in chunks]
+
+
+def _tensor(array: np.ndarray) -> Tensor:
+    """``array`` as a CPU tensor without a copy, read-only arrays (a memory map's) included:
+    only ever read from."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.from_numpy(np.asarray(array))
 
 
 def _consecutive(index: np.ndarray) -> slice | None:

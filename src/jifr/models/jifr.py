@@ -142,14 +142,16 @@ class JIFR(Recommender):
         """(n, d2) visual item vectors x_i of ``items`` (n,), eq. (1) or eq. (5)."""
         return self._item_visual_and_frames(items)[0]
 
-    def _item_visual_and_frames(self, items: Tensor) -> tuple[Tensor, Tensor | None, Tensor | None]:
+    def _item_visual_and_frames(
+        self, items: Tensor, into: Tensor | None = None
+    ) -> tuple[Tensor, Tensor | None, Tensor | None]:
         """x_i of ``items`` (n,) and, with content attention, the features (F, D) of their frames
-        (item after item) and those frames' P c_k (F, d2), which eq. (5) computes on the way."""
+        (item after item; read into ``into`` where given, ``FrameStore.features``) and those
+        frames' P c_k (F, d2), which eq. (5) computes on the way."""
         if self.config.content_attention == "avg":
             return self.projection(self.item_features[items]), None, None
         rows, mask = self.store.padded_frames(items)  # each frame the batch needs, once
-        read = self.store.training_features if self.training else self.store.features
-        features = read(rows[mask])
+        features = self.store.training_features(rows[mask]) if self.training else self.store.features(rows[mask], into)
         projected, frame_inputs = self._frame_projections(features)
         return self._attend(self.item_collab(items), projected, frame_inputs, mask), features, projected
 
@@ -271,9 +273,9 @@ class JIFR(Recommender):
         (``FrameCache``), which eq. (5) computes on the way."""
         collects_frames = self.config.content_attention == "att" and not self.training and self._frame_cache is None
         frames = FrameCache(self) if collects_frames else None  # unless the frame cache came first
-        visual = []
+        visual, buffer = [], self.store.chunk_buffer()  # each chunk's features, in memory reused
         for chunk in self.store.item_chunks():
-            x, features, projected = self._item_visual_and_frames(chunk)
+            x, features, projected = self._item_visual_and_frames(chunk, buffer)
             visual.append(x)
             if frames is not None and features is not None:
                 first, end = int(self.store.indptr[chunk[0]]), int(self.store.indptr[chunk[-1] + 1])
