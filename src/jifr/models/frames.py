@@ -130,12 +130,16 @@ class FrameStore:
 
     def item_means(self) -> Tensor:
         """(n_items, D) mean feature of each item's frames, read one chunk of items at a time."""
+        from jifr.models.frame_sums import item_sums  # compiled (or loaded from numba's cache) on first use
+
         means, buffer = [], self.chunk_buffer(CPU)  # each chunk's features, in memory reused
         indptr = self.frames.indptr
         for chunk in self.item_chunks():
             first, last = int(indptr[int(chunk[0])]), int(indptr[int(chunk[-1]) + 1])
             block = buffer[: last - first].copy_(_tensor(self.frames.features[first:last])).numpy()
-            summed = np.add.reduceat(block, indptr[chunk.cpu().numpy()] - first, axis=0)
+            items = chunk.cpu().numpy()
+            summed = np.empty((len(items), self.dim), dtype=np.float32)
+            item_sums(block, indptr[items] - first, indptr[items + 1] - indptr[items], summed)  # reduceat's bits
             means.append(torch.from_numpy(summed).to(self.device) / self.counts[chunk, None])
         return torch.cat(means) if means else torch.zeros(0, self.dim, device=self.device)
 
