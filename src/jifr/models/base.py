@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from jifr.data.prepared import FrameFeedback, Interactions, ItemFrames, PreparedData
 from jifr.device import CPU
 from jifr.models.frames import FrameStore
+from jifr.models.parts import run_in_parts
 
 if TYPE_CHECKING:
     from jifr.models.feedback import FrameFeedbackHead
@@ -374,10 +375,16 @@ class FrameCache:
 def mean_over_training_items(inputs: ModelInputs, item_values: Tensor) -> Tensor:
     """(n_users, D) the mean of ``item_values`` (n_items, D) over each user's distinct training
     items (a repeated interaction counts once); zeros for a user without any."""
+    from jifr.models.sparse_rows import csr_times_dense, csr_times_dense_parallel  # compiled on first use
+
     train = (inputs.train.csr(inputs.n_users, inputs.n_items) > 0).astype(np.float64)
     counts = np.asarray(train.sum(axis=1)).ravel()
-    normalised = sp.diags(1.0 / np.maximum(counts, 1.0)) @ train
-    return torch.from_numpy(normalised @ item_values.double().cpu().numpy()).float().to(item_values.device)
+    normalised = sp.diags(1.0 / np.maximum(counts, 1.0)) @ train  # each row: 1 / its count
+    means = np.empty((inputs.n_users, item_values.shape[1]), dtype=np.float64)
+    dense = np.ascontiguousarray(item_values.double().cpu().numpy())
+    arrays = [normalised.indptr.astype(np.int64), normalised.indices.astype(np.int64), normalised.data, dense, means]
+    run_in_parts(csr_times_dense, csr_times_dense_parallel, arrays, inputs.n_users)  # = normalised @ dense
+    return torch.from_numpy(means).float().to(item_values.device)
 
 
 def seeded_generator(seed: int) -> torch.Generator:

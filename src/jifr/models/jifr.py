@@ -19,9 +19,8 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
-import numba
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -47,6 +46,7 @@ from jifr.models.feedback import (
     feedback_head,
 )
 from jifr.models.frames import FrameStore, frame_mask, frame_means, masked_softmax, project_frames, scatter_rows
+from jifr.models.parts import run_in_parts
 
 Attention = Literal["avg", "att"]
 FLOAT32_EPS = torch.finfo(torch.float32).eps
@@ -362,7 +362,7 @@ class JIFR(Recommender):
             scored = torch.zeros(len(users), dtype=torch.long, device=CPU)
             outputs = (values.numpy(), items.numpy(), scored.numpy())
             arrays = [inputs, guess, bounds, min(max(PROBES, k), inputs[0].shape[1]), outputs]
-            _run_in_parts(rating_attention.top_k, rating_attention.top_k_parallel, arrays, len(users))
+            run_in_parts(rating_attention.top_k, rating_attention.top_k_parallel, arrays, len(users))
             return PrunedTopK(values, items, scored, asked_scores)
 
     def pruning_upper_bounds(self, users: Tensor) -> Tensor:
@@ -464,7 +464,7 @@ class JIFR(Recommender):
             return _attended_blocks(inputs, out)
         out = torch.empty(collab.shape, device=CPU) if out is None else out
         arrays = [tuple(_arrays(*inputs)), out.numpy()]  # out: written in place
-        _run_in_parts(rating_attention.grid, rating_attention.grid_parallel, arrays, collab.shape[0])
+        run_in_parts(rating_attention.grid, rating_attention.grid_parallel, arrays, collab.shape[0])
         return out
 
     def score_frames(self, users: Tensor, items: Tensor) -> Tensor:
@@ -501,25 +501,6 @@ class JIFR(Recommender):
             return self.fuse(collab, visual, collab, visual)
         _, w2_item = self._split_w2()
         return self._attended_grid(collab, visual, *self._user_parts(users), w2_item @ item_collab.T, w2_item @ x.T)
-
-
-def _run_in_parts(loop: Any, parallel_loop: Any, arrays: list[Any], n: int) -> None:
-    """Run a compiled loop over its ``n`` users: ``loop(0, n, *arrays)`` on this thread, or
-    ``parallel_loop(*arrays, parts)`` in ``_thread_parts(n)`` parts where that is more than one."""
-    parts = _thread_parts(n)
-    if parts > 1:
-        parallel_loop(*arrays, parts)
-    else:
-        loop(0, n, *arrays)
-
-
-def _thread_parts(n: int) -> int:
-    """How many parts to split ``n`` users into for the compiled loops: one
-    per torch thread (``torch.set_num_threads``, ``OMP_NUM_THREADS``), at most n and at most
-    numba's threads. With one, numba's threads are never started (asking numba for its thread
-    count starts them)."""
-    parts = min(n, torch.get_num_threads())
-    return 1 if parts <= 1 else min(parts, numba.config.NUMBA_NUM_THREADS)  # type: ignore[attr-defined]
 
 
 def _arrays(*tensors: Tensor) -> list[np.ndarray]:
