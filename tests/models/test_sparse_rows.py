@@ -26,19 +26,23 @@ def random_csr(rng: np.random.Generator, n_rows: int, n_cols: int) -> sp.csr_mat
     return sp.csr_matrix((values, (rows, cols)), shape=(n_rows, n_cols))
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("parts", [1, 2, 5])
-def test_csr_times_dense_has_scipys_bits(parts: int) -> None:
+def test_csr_times_dense_has_scipys_bits(parts: int, dtype: type) -> None:
+    """float32 values are read as they are and widened, and written rounded to float32: SciPy's
+    product of their float64 copy, as float32."""
     rng = np.random.default_rng(parts)
     matrix = random_csr(rng, 90, 40)
-    dense = rng.standard_normal((40, 33)) * 10.0 ** rng.integers(-3, 4, (40, 1))
+    dense = (rng.standard_normal((40, 33)) * 10.0 ** rng.integers(-3, 4, (40, 1))).astype(dtype)
     dense[rng.random(dense.shape) < 0.1] = -0.0  # SciPy adds into zeros: -0.0 entries give +0.0
-    out = np.full((90, 33), np.nan)
+    out = np.full((90, 33), np.nan, dtype=dtype)  # float32: the float64 sums rounded once
     arrays = (matrix.indptr.astype(np.int64), matrix.indices.astype(np.int64), matrix.data, dense, out)
     if parts == 1:
         csr_times_dense(0, 90, *arrays)
     else:
         csr_times_dense_parallel(*arrays, parts)
-    assert np.array_equal((matrix @ dense).view(np.int64), out.view(np.int64))
+    expected = (matrix @ dense.astype(np.float64)).astype(dtype)
+    assert np.array_equal(expected.view(f"i{out.itemsize}"), out.view(f"i{out.itemsize}"))
 
 
 def test_a_reordered_sum_would_differ() -> None:

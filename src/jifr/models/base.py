@@ -380,11 +380,12 @@ def mean_over_training_items(inputs: ModelInputs, item_values: Tensor) -> Tensor
     train = (inputs.train.csr(inputs.n_users, inputs.n_items) > 0).astype(np.float64)
     counts = np.asarray(train.sum(axis=1)).ravel()
     normalised = sp.diags(1.0 / np.maximum(counts, 1.0)) @ train  # each row: 1 / its count
-    means = np.empty((inputs.n_users, item_values.shape[1]), dtype=np.float64)
-    dense = np.ascontiguousarray(item_values.double().cpu().numpy())
+    # float64 sums of float32 values (widened exactly), each row rounded to float32 once written
+    means = np.empty((inputs.n_users, item_values.shape[1]), dtype=np.float32)
+    dense = np.ascontiguousarray(item_values.detach().cpu().numpy())
     arrays = [normalised.indptr.astype(np.int64), normalised.indices.astype(np.int64), normalised.data, dense, means]
     run_in_parts(csr_times_dense, csr_times_dense_parallel, arrays, inputs.n_users)  # = normalised @ dense
-    return torch.from_numpy(means).float().to(item_values.device)
+    return torch.from_numpy(means).to(item_values.device)
 
 
 def seeded_generator(seed: int) -> torch.Generator:
