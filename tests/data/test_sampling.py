@@ -7,7 +7,7 @@ import pytest
 import scipy.sparse as sp
 
 from jifr.data import sampling
-from jifr.data.sampling import PositiveSet, sample_negatives, sample_unrated
+from jifr.data.sampling import PositiveSet, sample_negatives, sample_unrated, smallest_keys
 
 
 def random_matrix(n_users: int, n_items: int, density: float, seed: int) -> sp.csr_matrix:
@@ -168,3 +168,31 @@ def test_stored_zeros_exclude_nothing() -> None:
     assert set(negatives.ravel().tolist()) == {1, 2}
     items, valid = sample_unrated(matrix, 3, np.random.default_rng(0))
     assert sorted(items[valid].tolist()) == [1, 2]
+
+
+@pytest.mark.parametrize("k", [1, 3, 50, 199])
+def test_smallest_keys_are_those_of_a_partition_of_each_whole_row(k: int) -> None:
+    """The rows that hold k keys below the threshold and those that do not (many inf: the whole
+    row is partitioned) give the set np.argpartition gives, and which of its keys are finite."""
+    rng = np.random.default_rng(k)
+    keys = rng.random((300, 200))
+    keys[rng.random(keys.shape) < 0.3] = np.inf
+    keys[:20, 10:] = np.inf  # at most 10 finite keys: fewer than k below any threshold
+    keys[20:30] = rng.random((10, 200)) ** 0.2  # skewed towards 1: few below the threshold
+    columns, finite = smallest_keys(keys, k)
+    expected = np.argpartition(keys, k - 1, axis=1)[:, :k]
+    expected_finite = np.isfinite(np.take_along_axis(keys, expected, axis=1))
+    for row in range(len(keys)):
+        kept = np.sort(columns[row][finite[row]])
+        assert np.array_equal(kept, np.sort(expected[row][expected_finite[row]])), row
+        assert len(np.unique(columns[row])) == k
+    assert np.array_equal(finite.sum(1), expected_finite.sum(1))
+
+
+def test_smallest_keys_partition_only_below_the_threshold_where_they_can(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows of uniform keys never reach the whole-row partition (which is there for rare rows)."""
+    calls = []
+    original = np.argpartition
+    monkeypatch.setattr(np, "argpartition", lambda *a, **kw: calls.append(a[0].shape) or original(*a, **kw))
+    columns, finite = smallest_keys(np.random.default_rng(0).random((500, 5000)), 100)
+    assert calls == [] and finite.all() and columns.shape == (500, 100)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
+from numba import njit
 
 BIT_TABLE_PAIRS = 1 << 30  # up to this many (user, item) pairs, PositiveSet keeps a bit per pair (128 MiB)
 
@@ -74,9 +75,60 @@ def sample_unrated(excluded: sp.csr_matrix, n_samples: int, rng: np.random.Gener
     rows = np.repeat(np.arange(n_users), np.diff(excluded.indptr))
     held = excluded.data != 0  # a stored zero does not exclude its item
     keys[rows[held], excluded.indices[held]] = np.inf
-    if n_take < n_items:
-        items = np.argpartition(keys, n_take - 1, axis=1)[:, :n_take]
-    else:
+    if n_take == n_items:
         items = np.broadcast_to(np.arange(n_items), (n_users, n_items)).copy()
-    valid = np.isfinite(np.take_along_axis(keys, items, axis=1))
-    return items, valid
+        return items, np.isfinite(keys)
+    return smallest_keys(keys, n_take)
+
+
+def smallest_keys(keys: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(columns, finite): the columns of the ``k`` (< width) smallest of each row of ``keys``
+    (B, width), uniform on [0, 1) or inf, and whether each of those keys is finite.
+
+    The set a partition of each whole row gives (``np.argpartition``), found faster: the k
+    smallest of a row's uniform keys lie below ``k / width`` plus a margin of 6 standard
+    deviations and more, so a compiled loop (``_smallest_below``) partitions only each row's keys
+    below that (about 1.1 k of them), in increasing column order. A row with fewer than k below
+    it (rare, or a row with many inf) is partitioned whole. The keys are random doubles, distinct
+    in practice; were two tied at the k-th place, the one in the lower column would be kept.
+    """
+    n_rows, width = keys.shape
+    threshold = (k + 6.0 * np.sqrt(k) + 16.0) / width
+    columns = np.empty((n_rows, k), dtype=np.int64)
+    finite = np.ones((n_rows, k), dtype=bool)
+    few = np.flatnonzero(~_smallest_below(np.ascontiguousarray(keys), k, threshold, columns))
+    if len(few):
+        whole = np.argpartition(keys[few], k - 1, axis=1)[:, :k]
+        columns[few] = whole
+        finite[few] = np.isfinite(np.take_along_axis(keys[few], whole, axis=1))
+    return columns, finite
+
+
+@njit(cache=True)
+def _smallest_below(keys: np.ndarray, k: int, threshold: float, columns: np.ndarray) -> np.ndarray:
+    """For each row with at least ``k`` keys below ``threshold``: the columns of its k smallest
+    keys into ``columns`` (in increasing order where no key ties the k-th). Returns which rows
+    had that many."""
+    n_rows, width = keys.shape
+    found = np.zeros(n_rows, dtype=np.bool_)
+    below = np.empty(width + 1, dtype=keys.dtype)
+    where = np.empty(width + 1, dtype=np.int64)
+    for row in range(n_rows):
+        n = 0
+        for column in range(width):  # without a branch: each key is written, kept if below
+            below[n], where[n] = keys[row, column], column
+            n += keys[row, column] < threshold
+        if n < k:
+            continue
+        kth = np.partition(below[:n], k - 1)[k - 1]
+        taken = 0
+        for i in range(n):  # those below the k-th, then those equal to it until k are taken
+            if below[i] < kth:
+                columns[row, taken] = where[i]
+                taken += 1
+        for i in range(n):
+            if taken < k and below[i] == kth:
+                columns[row, taken] = where[i]
+                taken += 1
+        found[row] = True
+    return found
