@@ -185,13 +185,16 @@ def evaluate_sampled(
     generators = [np.random.default_rng(s) for s in seeds]
     sums = np.zeros((repeats, 2 * len(ks)))
     names = [name for k in ks for name in (f"HR@{k}", f"NDCG@{k}")]
+    keys = np.empty((0, data.n_items))  # the negatives' keys, drawn into memory reused chunk after chunk
     for chunk in _user_chunks(users, data.n_items):
+        if len(keys) < len(chunk):
+            keys = np.empty((len(chunk), data.n_items))
         with model.scratch("scores", len(chunk), data.n_items) as reused:
             scores = model.score_all_into(model.on_device(torch.as_tensor(chunk)), reused)
             items, mask = _padded_positives(held_out, chunk, scores.device)
             positive = torch.gather(scores, 1, items).masked_fill(~mask, float("-inf"))
             for r, rng in enumerate(generators):
-                sampled, valid = sample_unrated(interacted[chunk], n_negatives, rng)
+                sampled, valid = sample_unrated(interacted[chunk], n_negatives, rng, keys[: len(chunk)])
                 negative = torch.gather(scores, 1, _on(scores, sampled)).masked_fill(~_on(scores, valid), float("-inf"))
                 values = hr_ndcg(pessimistic_positions(positive, negative, max(ks)), mask.sum(1), ks)
                 sums[r] += [float(values[name].sum()) for name in names]

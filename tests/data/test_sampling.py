@@ -196,3 +196,12 @@ def test_smallest_keys_partition_only_below_the_threshold_where_they_can(monkeyp
     monkeypatch.setattr(np, "argpartition", lambda *a, **kw: calls.append(a[0].shape) or original(*a, **kw))
     columns, finite = smallest_keys(np.random.default_rng(0).random((500, 5000)), 100)
     assert calls == [] and finite.all() and columns.shape == (500, 100)
+
+
+def test_sample_unrated_draws_the_same_keys_into_a_given_buffer() -> None:
+    excluded = random_matrix(30, 50, 0.3, seed=4)
+    fresh = sample_unrated(excluded, 7, np.random.default_rng(2))
+    keys = np.full((30, 50), np.nan)
+    reused = sample_unrated(excluded, 7, np.random.default_rng(2), keys)
+    assert np.array_equal(fresh[0], reused[0]) and np.array_equal(fresh[1], reused[1])
+    assert np.isfinite(keys).sum() == 30 * 50 - (excluded.toarray() > 0).sum()  # the keys were drawn there

@@ -62,16 +62,20 @@ def sample_negatives(
     return negatives
 
 
-def sample_unrated(excluded: sp.csr_matrix, n_samples: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def sample_unrated(
+    excluded: sp.csr_matrix, n_samples: int, rng: np.random.Generator, keys: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """For each row of ``excluded`` (a block of users), ``n_samples`` distinct items it does not hold.
 
     Returns ``(items, valid)`` of shape (B, min(n_samples, n_items)); ``valid`` is False in the
     cells of users with fewer than ``n_samples`` available items (they get all of them).
-    Uniform without replacement: the ``n_samples`` smallest of i.i.d. uniform keys.
+    Uniform without replacement: the ``n_samples`` smallest of i.i.d. uniform keys, drawn into
+    ``keys`` where given (a C-contiguous (B, n_items) float64 array, overwritten: a caller
+    sampling block after block reuses its memory; the same draws).
     """
     n_users, n_items = excluded.shape
     n_take = min(n_samples, n_items)
-    keys = rng.random((n_users, n_items))
+    keys = rng.random((n_users, n_items), out=keys)
     rows = np.repeat(np.arange(n_users), np.diff(excluded.indptr))
     held = excluded.data != 0  # a stored zero does not exclude its item
     keys[rows[held], excluded.indices[held]] = np.inf
