@@ -9,11 +9,10 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from jifr import ranking
+from jifr import parallel, ranking
 from jifr.data.prepared import Interactions, ItemFrames
 from jifr.models import MODELS, ModelInputs, Recommender, build_model
 from jifr.models import jifr as jifr_module
-from jifr.models import parts as parts_module
 from jifr.ranking import top_k_items
 
 N_USERS, N_GROUPS, COPIES, DIM = 9, 12, 3, 6
@@ -287,7 +286,7 @@ def test_the_rating_attention_has_the_same_bits_in_any_number_of_parts(
     exclude = sp.random(N_USERS, 300, density=0.3, format="csr", random_state=0)
     results = []
     for count in (1, parts):
-        monkeypatch.setattr(parts_module, "thread_parts", lambda n, count=count: max(1, min(n, count)))
+        monkeypatch.setattr(parallel, "thread_parts", lambda n, count=count: max(1, min(n, count)))
         with torch.no_grad():
             results.append((model.score_all(users), top_k_items(model, users, 5, 300, exclude)))
     (one_scores, one_top), (scores, top) = results
@@ -299,10 +298,10 @@ def test_the_loops_use_as_many_parts_as_torch_has_threads(monkeypatch: pytest.Mo
     saved = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        assert parts_module.thread_parts(100) == 1  # numba's threads are not even started
+        assert parallel.thread_parts(100) == 1  # numba's threads are not even started
         torch.set_num_threads(2)
-        assert parts_module.thread_parts(100) == min(2, numba.config.NUMBA_NUM_THREADS)
-        assert parts_module.thread_parts(1) == 1
+        assert parallel.thread_parts(100) == min(2, numba.config.NUMBA_NUM_THREADS)
+        assert parallel.thread_parts(1) == 1
     finally:
         torch.set_num_threads(saved)
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from jifr import parallel
 from jifr.data import sampling
 from jifr.data.sampling import PositiveSet, sample_negatives, sample_unrated, smallest_keys
 
@@ -170,10 +171,15 @@ def test_stored_zeros_exclude_nothing() -> None:
     assert sorted(items[valid].tolist()) == [1, 2]
 
 
+@pytest.mark.parametrize("parts", [1, 3])
 @pytest.mark.parametrize("k", [1, 3, 50, 199])
-def test_smallest_keys_are_those_of_a_partition_of_each_whole_row(k: int) -> None:
+def test_smallest_keys_are_those_of_a_partition_of_each_whole_row(
+    k: int, parts: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The rows that hold k keys below the threshold and those that do not (many inf: the whole
-    row is partitioned) give the set np.argpartition gives, and which of its keys are finite."""
+    row is partitioned) give the set np.argpartition gives, and which of its keys are finite, with
+    the rows in one part or split across numba's threads."""
+    monkeypatch.setattr(parallel, "thread_parts", lambda n: max(1, min(n, parts)))
     rng = np.random.default_rng(k)
     keys = rng.random((300, 200))
     keys[rng.random(keys.shape) < 0.3] = np.inf

@@ -9,9 +9,9 @@ import pytest
 import scipy.sparse as sp
 import torch
 
+from jifr import parallel
 from jifr.data.prepared import PreparedData
 from jifr.models import ModelInputs
-from jifr.models import parts as parts_module
 from jifr.models.base import mean_over_training_items
 from jifr.models.sparse_rows import csr_times_dense, csr_times_dense_parallel
 
@@ -59,7 +59,7 @@ def test_a_reordered_sum_would_differ() -> None:
 
 @pytest.mark.parametrize("threads", [1, 2])
 def test_user_histories_are_scipys_means(threads: int, tiny: PreparedData, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(parts_module, "thread_parts", lambda n: max(1, min(n, threads)))
+    monkeypatch.setattr(parallel, "thread_parts", lambda n: max(1, min(n, threads)))
     inputs = ModelInputs.from_data(tiny)
     items = torch.randn(inputs.n_items, 12, generator=torch.Generator().manual_seed(0))
     train = (inputs.train.csr(inputs.n_users, inputs.n_items) > 0).astype(np.float64)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
-from numba import njit
+from numba import njit, prange
+
+from jifr.parallel import run_in_parts
 
 BIT_TABLE_PAIRS = 1 << 30  # up to this many (user, item) pairs, PositiveSet keeps a bit per pair (128 MiB)
 
@@ -100,7 +102,10 @@ def smallest_keys(keys: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     threshold = (k + 6.0 * np.sqrt(k) + 16.0) / width
     columns = np.empty((n_rows, k), dtype=np.int64)
     finite = np.ones((n_rows, k), dtype=bool)
-    few = np.flatnonzero(~_smallest_below(np.ascontiguousarray(keys), k, threshold, columns))
+    found = np.zeros(n_rows, dtype=bool)
+    arrays = [np.ascontiguousarray(keys), k, threshold, columns, found]
+    run_in_parts(_smallest_below, _smallest_below_parallel, arrays, n_rows)
+    few = np.flatnonzero(~found)
     if len(few):
         whole = np.argpartition(keys[few], k - 1, axis=1)[:, :k]
         columns[few] = whole
@@ -109,15 +114,16 @@ def smallest_keys(keys: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 @njit(cache=True)
-def _smallest_below(keys: np.ndarray, k: int, threshold: float, columns: np.ndarray) -> np.ndarray:
-    """For each row with at least ``k`` keys below ``threshold``: the columns of its k smallest
-    keys into ``columns`` (in increasing order where no key ties the k-th). Returns which rows
-    had that many."""
-    n_rows, width = keys.shape
-    found = np.zeros(n_rows, dtype=np.bool_)
+def _smallest_below(
+    first: int, last: int, keys: np.ndarray, k: int, threshold: float, columns: np.ndarray, found: np.ndarray
+) -> None:
+    """For each row in [first, last) with at least ``k`` keys below ``threshold``: the columns of
+    its k smallest keys into ``columns`` (in increasing order where no key ties the k-th), and
+    True into ``found``."""
+    width = keys.shape[1]
     below = np.empty(width + 1, dtype=keys.dtype)
     where = np.empty(width + 1, dtype=np.int64)
-    for row in range(n_rows):
+    for row in range(first, last):
         n = 0
         for column in range(width):  # without a branch: each key is written, kept if below
             below[n], where[n] = keys[row, column], column
@@ -135,4 +141,13 @@ def _smallest_below(keys: np.ndarray, k: int, threshold: float, columns: np.ndar
                 columns[row, taken] = where[i]
                 taken += 1
         found[row] = True
-    return found
+
+
+@njit(cache=True, parallel=True)
+def _smallest_below_parallel(
+    keys: np.ndarray, k: int, threshold: float, columns: np.ndarray, found: np.ndarray, parts: int
+) -> None:
+    """``_smallest_below`` of every row, the rows split into ``parts`` runs on numba's threads."""
+    n = keys.shape[0]
+    for part in prange(parts):
+        _smallest_below(part * n // parts, (part + 1) * n // parts, keys, k, threshold, columns, found)

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from jifr.data.prepared import FrameFeedback, Interactions, ItemFrames, PreparedData
 from jifr.device import CPU
 from jifr.models.frames import FrameStore
-from jifr.models.parts import run_in_parts
+from jifr.parallel import run_in_parts
 
 if TYPE_CHECKING:
     from jifr.models.feedback import FrameFeedbackHead

@@ -46,7 +46,7 @@ from jifr.models.feedback import (
     feedback_head,
 )
 from jifr.models.frames import FrameStore, frame_mask, frame_means, masked_softmax, project_frames, scatter_rows
-from jifr.models.parts import run_in_parts
+from jifr.parallel import run_in_parts
 
 Attention = Literal["avg", "att"]
 FLOAT32_EPS = torch.finfo(torch.float32).eps
