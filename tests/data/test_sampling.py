@@ -8,7 +8,7 @@ import scipy.sparse as sp
 
 from jifr import parallel
 from jifr.data import sampling
-from jifr.data.sampling import PositiveSet, sample_negatives, sample_unrated, smallest_keys
+from jifr.data.sampling import PositiveSet, sample_negatives, sample_unrated, smallest_keys, uniform_keys
 
 
 def random_matrix(n_users: int, n_items: int, density: float, seed: int) -> sp.csr_matrix:
@@ -211,3 +211,30 @@ def test_sample_unrated_draws_the_same_keys_into_a_given_buffer() -> None:
     reused = sample_unrated(excluded, 7, np.random.default_rng(2), keys)
     assert np.array_equal(fresh[0], reused[0]) and np.array_equal(fresh[1], reused[1])
     assert np.isfinite(keys).sum() == 30 * 50 - (excluded.toarray() > 0).sum()  # the keys were drawn there
+
+
+@pytest.mark.parametrize("parts", [1, 2, 3])
+@pytest.mark.parametrize("bit_generator", [np.random.PCG64, np.random.PCG64DXSM, np.random.MT19937])
+def test_uniform_keys_are_the_generators_draws_in_any_number_of_parts(
+    parts: int, bit_generator: type, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows drawn in parallel blocks from generators moved ahead equal one draw of the whole
+    array, and the generator ends where that draw leaves it, a buffered 32-bit draw included (the
+    next integers and keys are the same too). A generator that cannot jump ahead draws in one go."""
+    monkeypatch.setattr(sampling, "SPLIT_KEYS", 0)
+    monkeypatch.setattr(parallel, "thread_parts", lambda n: max(1, min(n, parts)))
+
+    def generator() -> np.random.Generator:
+        rng = np.random.Generator(bit_generator(11))
+        rng.integers(0, 1000, dtype=np.int32)  # leaves half of a 64-bit draw buffered
+        return rng
+
+    expected_rng, rng = generator(), generator()
+    expected = expected_rng.random((7, 13))
+    keys = np.full((7, 13), np.nan)
+    assert uniform_keys(rng, (7, 13), keys) is keys
+    assert np.array_equal(keys, expected)
+    assert (
+        rng.integers(0, 1000, 5, dtype=np.int32).tolist() == expected_rng.integers(0, 1000, 5, dtype=np.int32).tolist()
+    )
+    assert np.array_equal(uniform_keys(rng, (4, 5)), expected_rng.random((4, 5)))

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import scipy.sparse as sp
 from numba import njit, prange
 
-from jifr.parallel import run_in_parts
+from jifr.parallel import run_in_parts, thread_parts
 
+SPLIT_KEYS = 1 << 20  # uniform_keys draws blocks of at least this many keys in parallel
 BIT_TABLE_PAIRS = 1 << 30  # up to this many (user, item) pairs, PositiveSet keeps a bit per pair (128 MiB)
 
 
@@ -77,7 +80,7 @@ def sample_unrated(
     """
     n_users, n_items = excluded.shape
     n_take = min(n_samples, n_items)
-    keys = rng.random((n_users, n_items), out=keys)
+    keys = uniform_keys(rng, (n_users, n_items), keys)
     rows = np.repeat(np.arange(n_users), np.diff(excluded.indptr))
     held = excluded.data != 0  # a stored zero does not exclude its item
     keys[rows[held], excluded.indices[held]] = np.inf
@@ -85,6 +88,37 @@ def sample_unrated(
         items = np.broadcast_to(np.arange(n_items), (n_users, n_items)).copy()
         return items, np.isfinite(keys)
     return smallest_keys(keys, n_take)
+
+
+def uniform_keys(rng: np.random.Generator, shape: tuple[int, int], out: np.ndarray | None = None) -> np.ndarray:
+    """``rng.random(shape, out=out)``: the same values, and ``rng`` left where that leaves it,
+    drawn in one block of rows per torch thread (``jifr.parallel``) where there are at least
+    ``SPLIT_KEYS`` of them and the bit generator can jump ahead (PCG64, PCG64DXSM: one 64-bit
+    draw per value): each thread draws its rows from a copy of the generator moved past the rows
+    before them (NumPy releases the GIL while it fills an array). At paper scale a block of 2,622
+    users x 12,704 items takes 0.038 s on two threads against 0.074 s on one."""
+    out = np.empty(shape) if out is None else out
+    bit_generator = rng.bit_generator
+    parts = thread_parts(shape[0]) if out.size >= SPLIT_KEYS else 1
+    if parts <= 1 or not isinstance(bit_generator, (np.random.PCG64, np.random.PCG64DXSM)):
+        return rng.random(shape, out=out)
+    state = bit_generator.state
+    bounds = [shape[0] * p // parts for p in range(parts + 1)]
+    with ThreadPoolExecutor(parts) as pool:
+        draws = []
+        for p in range(parts):
+            copy = type(bit_generator)()
+            copy.state = state
+            copy.advance(bounds[p] * shape[1])
+            rows = out[bounds[p] : bounds[p + 1]]
+            draws.append(pool.submit(np.random.Generator(copy).random, rows.shape, out=rows))
+        for draw in draws:
+            draw.result()
+    bit_generator.advance(out.size)  # as drawing them here would; advance forgets a buffered 32-bit draw
+    moved = bit_generator.state
+    moved["has_uint32"], moved["uinteger"] = state["has_uint32"], state["uinteger"]
+    bit_generator.state = moved
+    return out
 
 
 def smallest_keys(keys: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
