@@ -115,9 +115,7 @@ def full_ranking_sums(
         metrics = _pruned_metrics(model, chunk, held_out, excluded, ks) if prunes else None
         if metrics is None:
             prunes = False
-            # Into memory reused chunk after chunk (a fresh block's page faults cost more than its product).
-            with model.scratch("scores", len(chunk), data.n_items) as reused:
-                scores = model.score_all_into(model.on_device(torch.as_tensor(chunk)), reused)
+            with model.reused_scores(torch.as_tensor(chunk), data.n_items) as scores:
                 exclude_rows = excluded[chunk].tocoo()
                 scores[_on(scores, exclude_rows.row), _on(scores, exclude_rows.col)] = float("-inf")
                 metrics = _rank_held_out(scores, held_out, chunk, ks)
@@ -189,8 +187,7 @@ def evaluate_sampled(
     for chunk in _user_chunks(users, data.n_items):
         if len(keys) < len(chunk):
             keys = np.empty((len(chunk), data.n_items))
-        with model.scratch("scores", len(chunk), data.n_items) as reused:
-            scores = model.score_all_into(model.on_device(torch.as_tensor(chunk)), reused)
+        with model.reused_scores(torch.as_tensor(chunk), data.n_items) as scores:
             items, mask = _padded_positives(held_out, chunk, scores.device)
             positive = torch.gather(scores, 1, items).masked_fill(~mask, float("-inf"))
             for r, rng in enumerate(generators):

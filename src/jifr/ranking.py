@@ -124,9 +124,8 @@ def top_k_items(
         if pruned is not None:
             values[block, :width], items[block, :width] = pruned.values, pruned.items
             continue
-        # Into memory reused block after block (fresh memory's page faults cost more than the product).
-        with model.scratch("scores", block.stop - block.start, n_items) as reused:
-            scores = _nan_as(model.score_all_into(model.on_device(users[block]), reused), -INF)
+        with model.reused_scores(users[block], n_items) as scores:
+            _nan_as(scores, -INF)
             if excluded is not None:
                 excluded = (excluded[0].to(scores.device), excluded[1].to(scores.device))
             best, chosen = _top_k_of_scores(_set(scores, excluded, -INF), width)

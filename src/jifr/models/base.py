@@ -211,6 +211,14 @@ class Recommender(nn.Module):
         with torch.no_grad():
             return out.copy_(self.score_all(users))
 
+    @contextlib.contextmanager
+    def reused_scores(self, users: Tensor, n_items: int) -> Iterator[Tensor]:
+        """``score_all(users)``'s (B, n_items) values for the ``with`` block, in memory reused from
+        one block to the next (``scratch``, ``score_all_into``): how ranking and evaluation score
+        a block of users, as a fresh block's page faults cost more than the product that fills it."""
+        with self.scratch("scores", len(users), n_items) as reused:
+            yield self.score_all_into(self.on_device(users), reused)
+
     def pruned_top_k(
         self,
         users: Tensor,

@@ -83,10 +83,8 @@ class FrameStore:
     def chunk_buffer(self, device: torch.device | None = None) -> Tensor:
         """A float32 buffer, on ``device`` (the store's by default), for ``features(..., into=)``:
         it holds the frames of any chunk of ``item_chunks``."""
-        starts = np.arange(0, len(self.counts), ITEM_CHUNK)
-        indptr = self.frames.indptr
-        frames = indptr[np.minimum(starts + ITEM_CHUNK, len(self.counts))] - indptr[starts]
-        return torch.empty(int(frames.max(initial=0)), self.dim, device=device or self.device)
+        frames = [int(self.indptr[chunk[-1] + 1] - self.indptr[chunk[0]]) for chunk in self.item_chunks()]
+        return torch.empty(max(frames, default=0), self.dim, device=device or self.device)
 
     def training_features(self, rows: Tensor) -> Tensor:
         """``features(rows)`` for a training step's single read, faster and with the same values:
