@@ -127,3 +127,20 @@ def test_an_unused_part_gets_a_zero_gradient(product: str, monkeypatch: pytest.M
     assert unused.grad is not None and torch.equal(unused.grad, torch.zeros(4, 96))
     exact, magnitude = upstream.double().T @ features.double(), upstream.abs().T @ features.abs()
     assert used.grad is not None and ((used.grad.double() - exact).abs() <= 1e-6 * magnitude).all()
+
+
+@pytest.mark.parametrize("n_frames", [0, 5, frames.TRANSPOSE_FRAMES, 2 * frames.TRANSPOSE_FRAMES + 77])
+def test_the_joined_transpose_of_the_gradients_is_their_transposed_concatenation(n_frames: int) -> None:
+    generator = torch.Generator().manual_seed(n_frames)
+    product = torch.randn(n_frames, 64, generator=generator)
+    grads = tuple(product.split(PARTS, dim=1))  # column blocks, as the product's outputs are
+
+    joined = frames._joined_transpose(grads)
+    assert torch.equal(joined, torch.cat([grad.T for grad in grads]))
+
+    # The next call reuses the memory and holds only its own values.
+    smaller = tuple(torch.randn(n_frames // 2, 64, generator=generator).split(PARTS, dim=1))
+    again = frames._joined_transpose(smaller)
+    assert torch.equal(again, torch.cat([grad.T for grad in smaller]))
+    if n_frames:
+        assert again.data_ptr() == joined.data_ptr()

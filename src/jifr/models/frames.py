@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import warnings
 from typing import Any
 
@@ -16,6 +17,7 @@ from jifr.device import CPU, product_dtype
 ITEM_CHUNK = 2048
 FRAME_CHUNK = 16384
 PRODUCT_ROWS = 8192  # frames per block of project_frames' forward product with MKL
+TRANSPOSE_FRAMES = 4096  # frames per block of the oneDNN weight gradient's transposed copy
 # project_frames' float32 product on the CPU: "onednn", torch's oneDNN matrix product (faster for
 # this shape), or "mkl", torch's default one in blocks (the bits of jifr before the oneDNN product).
 FRAME_PRODUCTS = ("onednn", "mkl")
@@ -248,10 +250,35 @@ def onednn_linear(inputs: Tensor, weights: Tensor) -> Tensor:
     return torch.ops.mkldnn._linear_pointwise(inputs.contiguous(), weights, None, "none", [], "")
 
 
+_TRANSPOSE_SCRATCH = threading.local()  # one buffer per thread: a backward runs on one thread
+
+
+def _joined_transpose(grads: tuple[Tensor, ...]) -> Tensor:
+    """The blocks' gradients (F, d_k) joined into one (sum of d_k, F) matrix, grad^T, as the
+    weights' gradient product reads it: copied ``TRANSPOSE_FRAMES`` frames at a time (each
+    block read while in cache), into memory this thread reuses from one backward to the next
+    (its pages already there; the product has read it before the call returns). The same
+    values as ``torch.cat([grad.T for grad in grads])``, in about half the time."""
+    n_frames, n_rows = grads[0].shape[0], sum(grad.shape[1] for grad in grads)
+    size = n_frames * n_rows
+    buffer: Tensor | None = getattr(_TRANSPOSE_SCRATCH, "buffer", None)
+    if buffer is None or buffer.numel() < size or buffer.dtype != grads[0].dtype or buffer.device != grads[0].device:
+        buffer = torch.empty(size + size // 4, dtype=grads[0].dtype, device=grads[0].device)  # headroom
+        _TRANSPOSE_SCRATCH.buffer = buffer
+    joined = buffer[:size].view(n_rows, n_frames)
+    row = 0
+    for grad in grads:
+        for start in range(0, n_frames, TRANSPOSE_FRAMES):
+            block = slice(start, start + TRANSPOSE_FRAMES)
+            joined[row : row + grad.shape[1], block].copy_(grad[block].T)
+        row += grad.shape[1]
+    return joined
+
+
 class _FrameProduct(torch.autograd.Function):
     """``project_frames``' product and its backward. In oneDNN: features @ weights^T, and the
     weights' gradient grad^T @ features with the features read through a transposed view (no
-    copy), grad^T joined directly from the blocks' gradients. With MKL: forward in blocks of
+    copy), grad^T joined directly from the blocks' gradients (``_joined_transpose``). With MKL: forward in blocks of
     ``PRODUCT_ROWS`` frames and the weights' gradient as (features^T grad)^T, which MKL runs faster
     for this shape than ``F.linear``, with its bits (``tests/models/test_frames.py``)."""
 
@@ -277,7 +304,7 @@ class _FrameProduct(torch.autograd.Function):
             grad_features = torch.cat(grads, dim=1) @ stacked
         if any(ctx.needs_input_grad[2:]):  # type: ignore[attr-defined]
             if ctx.onednn:  # type: ignore[attr-defined]
-                grad_weights = onednn_linear(torch.cat([grad.T for grad in grads]), features.T)  # grad^T, one copy
+                grad_weights = onednn_linear(_joined_transpose(grads), features.T)
             else:
                 grad_weights = (features.T @ torch.cat(grads, dim=1)).T
             weight_grads = grad_weights.split(sizes)
