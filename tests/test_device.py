@@ -23,7 +23,7 @@ import jifr
 from jifr.cli import app
 from jifr.data.prepare import prepare_dataset
 from jifr.data.prepared import PreparedData
-from jifr.device import autocast, resolve_device
+from jifr.device import autocast, resolve_device, reused_memory
 from jifr.experiment import evaluate_model
 from jifr.items.score import new_frame_orders, new_item_scores
 from jifr.items.store import NewItems
@@ -206,6 +206,16 @@ def test_bf16_trains_jifr_close_to_fp32_and_records_it(tiny: PreparedData, tmp_p
     assert result.exit_code == 0, result.output
     described = json.loads((out / "checkpoint.json").read_text())
     assert described["train_config"]["precision"] == "bf16"
+
+
+def test_reused_memory_keeps_a_buffer_that_fits_and_replaces_one_that_does_not() -> None:
+    cpu = torch.device("cpu")
+    first = reused_memory(None, 100, torch.float32, cpu, headroom=0.25)
+    assert first.numel() == 125 and first.dtype == torch.float32 and first.device == cpu
+    assert reused_memory(first, 125, torch.float32, cpu) is first  # fits: the same memory
+    assert reused_memory(first, 126, torch.float32, cpu).numel() == 126  # too small: a new one
+    other = reused_memory(first, 10, torch.bfloat16, cpu)
+    assert other is not first and other.dtype == torch.bfloat16
 
 
 def test_autocast_runs_products_in_bfloat16_only_when_asked() -> None:

@@ -42,6 +42,27 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(spec)
 
 
+def reused_memory(
+    buffer: torch.Tensor | None, numel: int, dtype: torch.dtype, device: torch.device, headroom: float = 0.0
+) -> torch.Tensor:
+    """A flat tensor of at least ``numel`` values of ``dtype`` on ``device``: ``buffer`` where it
+    is one (memory reused from one call to the next, its pages already there), else a new one
+    with ``headroom`` (a fraction of ``numel``) to spare for a larger next call."""
+    if buffer is not None and buffer.numel() >= numel and buffer.dtype == dtype and _same_device(buffer.device, device):
+        return buffer
+    return torch.empty(numel + int(numel * headroom), dtype=dtype, device=device)
+
+
+def _same_device(actual: torch.device, asked: torch.device) -> bool:
+    """Whether a tensor on ``actual`` is on ``asked``, where ``cuda`` without an index is the
+    current GPU (a tensor's device always has its index)."""
+    if actual.type != asked.type:
+        return False
+    if asked.index is None and asked.type == "cuda":
+        return actual.index == torch.cuda.current_device()
+    return asked.index is None or actual.index == asked.index
+
+
 def check_precision(precision: str) -> None:
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from jifr.data.prepared import FrameFeedback, Interactions, ItemFrames, PreparedData
-from jifr.device import CPU
+from jifr.device import CPU, reused_memory
 from jifr.models.frames import FrameStore
 from jifr.parallel import run_in_parts
 
@@ -142,9 +142,8 @@ class Recommender(nn.Module):
         products that fill it. A block checks its buffer out: another thread's block of the same
         name meanwhile gets a buffer of its own, and one buffer per name is kept between blocks.
         Dropped with the caches (``train``, ``place``)."""
-        buffer = self._scratch.pop(name, None)  # atomic: no two blocks get the same buffer
-        if buffer is None or buffer.numel() < rows * columns or buffer.device != self.device:
-            buffer = torch.empty(rows * columns, device=self.device)
+        # pop is atomic: no two blocks get the same buffer
+        buffer = reused_memory(self._scratch.pop(name, None), rows * columns, torch.float32, self.device)
         try:
             yield buffer[: rows * columns].view(rows, columns)
         finally:

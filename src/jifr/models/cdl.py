@@ -89,8 +89,8 @@ class CDL(Recommender):
         """(n, d) mean_k f_I(c_k) over the frames of ``items`` (n,); f_I runs once per frame.
         Out of training the features are read into ``into`` where given (``FrameStore.features``)."""
         rows, mask = self.store.padded_frames(items)
-        read = self.store.training_features(rows[mask]) if self.training else self.store.features(rows[mask], into)
-        frames = scatter_rows(self.image_network(read), mask)  # (n, F_max, d)
+        features = self.store.training_features(rows[mask]) if self.training else self.store.features(rows[mask], into)
+        frames = scatter_rows(self.image_network(features), mask)  # (n, F_max, d)
         return frames.sum(1) / mask.sum(1, keepdim=True)
 
     def triplet_scores(self, users: Tensor, positives: Tensor, negatives: Tensor) -> tuple[Tensor, Tensor, Tensor]:

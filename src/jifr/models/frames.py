@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from jifr.data.prepared import ItemFrames
-from jifr.device import CPU, product_dtype
+from jifr.device import CPU, product_dtype, reused_memory
 
 ITEM_CHUNK = 2048
 FRAME_CHUNK = 16384
@@ -40,7 +40,7 @@ class FrameStore:
         self.counts = self.indptr[1:] - self.indptr[:-1]
         self.dim = int(frames.features.shape[1])
         self._in_memory = isinstance(frames.features, np.ndarray) and not isinstance(frames.features, np.memmap)
-        self._scratch = torch.empty(0, self.dim, device=device)  # training_features' reused buffer
+        self._scratch: Tensor | None = None  # training_features' reused buffer (flat)
         self._resident: Tensor | None = None  # training_features' source: every feature, on the device
 
     def to(self, device: torch.device) -> FrameStore:
@@ -49,7 +49,7 @@ class FrameStore:
         if device != self.device:
             self.device = device
             self.indptr, self.counts = self.indptr.to(device), self.counts.to(device)
-            self._scratch, self._resident = torch.empty(0, self.dim, device=device), None
+            self._scratch, self._resident = None, None
         return self
 
     @property
@@ -101,18 +101,16 @@ class FrameStore:
         if self._resident is None or self._resident.dtype != dtype:
             self._resident = None  # one copy at a time
             self._resident = self._resident_copy(dtype)
-        if len(self._scratch) < len(rows) or self._scratch.dtype != dtype:  # grown with headroom
-            self._scratch = torch.empty(len(rows) + len(rows) // 4, self.dim, dtype=dtype, device=self.device)
-        out = self._scratch[: len(rows)]
+        size = len(rows) * self.dim
+        self._scratch = reused_memory(self._scratch, size, dtype, self.device, headroom=0.25)
+        out = self._scratch[:size].view(len(rows), self.dim)
         return torch.index_select(self._resident, 0, rows, out=out)
 
     def _resident_copy(self, dtype: torch.dtype) -> Tensor:
         """Every feature as ``dtype`` on the device: float32 from ``ItemFrames.float32_in_memory``
         (kept with the frames), other types converted block by block from the features as stored."""
         if dtype == torch.float32:
-            with warnings.catch_warnings():  # a read-only array is fine: it is only ever read from
-                warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-                return torch.from_numpy(self.frames.float32_in_memory()).to(self.device)
+            return _tensor(self.frames.float32_in_memory()).to(self.device)
         copy = torch.empty(self.n_frames, self.dim, dtype=dtype, device=self.device)
         for start in range(0, self.n_frames, FRAME_CHUNK):
             block = np.asarray(self.frames.features[start : start + FRAME_CHUNK], dtype=np.float32)
@@ -261,10 +259,8 @@ def _joined_transpose(grads: tuple[Tensor, ...]) -> Tensor:
     values as ``torch.cat([grad.T for grad in grads])``, in about half the time."""
     n_frames, n_rows = grads[0].shape[0], sum(grad.shape[1] for grad in grads)
     size = n_frames * n_rows
-    buffer: Tensor | None = getattr(_TRANSPOSE_SCRATCH, "buffer", None)
-    if buffer is None or buffer.numel() < size or buffer.dtype != grads[0].dtype or buffer.device != grads[0].device:
-        buffer = torch.empty(size + size // 4, dtype=grads[0].dtype, device=grads[0].device)  # headroom
-        _TRANSPOSE_SCRATCH.buffer = buffer
+    buffer = getattr(_TRANSPOSE_SCRATCH, "buffer", None)
+    _TRANSPOSE_SCRATCH.buffer = buffer = reused_memory(buffer, size, grads[0].dtype, grads[0].device, headroom=0.25)
     joined = buffer[:size].view(n_rows, n_frames)
     row = 0
     for grad in grads:
