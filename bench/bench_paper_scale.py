@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from jifr.allocator import keep_freed_memory
 from jifr.data.prepare import prepare_dataset
 from jifr.data.prepared import PreparedData, load_prepared
 from jifr.data.sampling import PositiveSet, sample_negatives
@@ -122,27 +123,28 @@ def train_throughput(
 ) -> tuple[float, float]:
     """(triplets per second, mean unique items per step) over ``steps`` Adam steps after one
     warm-up, as ``jifr.train.fit`` takes them (its ``Batch`` on the model's device, the forward
-    pass under the precision's autocast)."""
+    pass under the precision's autocast, freed memory kept for reuse: ``jifr.allocator``)."""
     rng = np.random.default_rng(0)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     model.train()
     device = model.device
     elapsed, unique = 0.0, []
-    for step in range(steps + 1):
-        users, items, negatives = sample_step(data, positives, rng, batch, n_neg)
-        synchronize(device)
-        started = time.perf_counter()
-        examples = Batch.of(users, items, negatives, None, device)
-        with autocast(device, precision):
-            pos, neg, penalty = model.triplet_scores(examples.users, examples.positives, examples.negatives)
-            loss = bpr_loss(pos.float(), neg.float()) + penalty
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        synchronize(device)
-        if step:  # the first step pays for page faults and allocator warm-up
-            elapsed += time.perf_counter() - started
-            unique.append(len(np.unique(np.r_[items, negatives.ravel()])))
+    with keep_freed_memory():
+        for step in range(steps + 1):
+            users, items, negatives = sample_step(data, positives, rng, batch, n_neg)
+            synchronize(device)
+            started = time.perf_counter()
+            examples = Batch.of(users, items, negatives, None, device)
+            with autocast(device, precision):
+                pos, neg, penalty = model.triplet_scores(examples.users, examples.positives, examples.negatives)
+                loss = bpr_loss(pos.float(), neg.float()) + penalty
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            synchronize(device)
+            if step:  # the first step pays for page faults and allocator warm-up
+                elapsed += time.perf_counter() - started
+                unique.append(len(np.unique(np.r_[items, negatives.ravel()])))
     return steps * batch * n_neg / elapsed, float(np.mean(unique))
 
 

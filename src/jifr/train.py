@@ -41,6 +41,7 @@ import torch
 from torch import Tensor, nn
 
 from jifr import distributed
+from jifr.allocator import keep_freed_memory
 from jifr.data.prepared import FrameFeedback, PreparedData
 from jifr.data.sampling import PositiveSet, sample_negatives
 from jifr.device import CPU, autocast, check_precision
@@ -203,7 +204,8 @@ def fit(
     loop = _start(model, data, config, state_dir if resume else None, ranks)
     positives = PositiveSet(data.train.csr(data.n_users, data.n_items))
     steps = None if loop.optimizer is None else _steps(model, loop.optimizer, config.precision, ranks)
-    with _EpochDraws(data, config.n_negatives, positives, ahead=steps is None) as draws:
+    draws = _EpochDraws(data, config.n_negatives, positives, ahead=steps is None)
+    with keep_freed_memory(), draws:  # a step reuses the pages the step before freed (jifr.allocator)
         while not loop.finished:
             loop.epoch += 1
             record: dict[str, Any] = {"epoch": loop.epoch}
