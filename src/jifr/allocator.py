@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import os
 import sys
 import threading
@@ -37,8 +38,10 @@ _lock = threading.Lock()
 _depth = 0  # blocks of keep_freed_memory open in this process
 
 
+@functools.cache
 def _glibc() -> ctypes.CDLL | None:
-    """The process's C library where it is glibc (it has ``mallopt`` and ``malloc_trim``)."""
+    """The process's C library where it is glibc (it has ``mallopt`` and ``malloc_trim``),
+    looked up once."""
     if not sys.platform.startswith("linux"):
         return None
     libc = ctypes.CDLL(None)

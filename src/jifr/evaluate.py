@@ -183,10 +183,9 @@ def evaluate_sampled(
     generators = [np.random.default_rng(s) for s in seeds]
     sums = np.zeros((repeats, 2 * len(ks)))
     names = [name for k in ks for name in (f"HR@{k}", f"NDCG@{k}")]
-    keys = np.empty((0, data.n_items))  # the negatives' keys, drawn into memory reused chunk after chunk
-    for chunk in _user_chunks(users, data.n_items):
-        if len(keys) < len(chunk):
-            keys = np.empty((len(chunk), data.n_items))
+    chunks = list(_user_chunks(users, data.n_items))  # the first is the largest
+    keys = np.empty((len(chunks[0]) if chunks else 0, data.n_items))  # the negatives' keys, reused chunk after chunk
+    for chunk in chunks:
         with model.reused_scores(torch.as_tensor(chunk), data.n_items) as scores:
             items, mask = _padded_positives(held_out, chunk, scores.device)
             positive = torch.gather(scores, 1, items).masked_fill(~mask, float("-inf"))
