@@ -1,8 +1,9 @@
 """Benchmark at the paper's scale: 16,166 users, 12,811 items, ~500k interactions, 10 frames
 per item, 4096-d features (the synthetic ``paper`` preset).
 
-Prints, for JIFR and VBPR: training throughput in (user, positive, negative) triplets per
-second, full-ranking evaluation time over all test users, the exact top-10 of the same users
+Prints, for each model asked for (VBPR and JIFR by default): training throughput in (user,
+positive, negative) triplets per second, full-ranking evaluation time over all test users, the
+exact top-10 of the same users
 (``jifr.ranking.top_k_items``) against a lower bound measured in the same run (a plain 64-d
 matmul over every item, the known items excluded, ``torch.topk``), and peak memory; and the
 machine's matmul GFLOP/s (in the training precision) with JIFR's FLOPs per training step, so
@@ -217,7 +218,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--device", default="cpu", help="cpu, cuda (or cuda:N), or auto")
     parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"), help="training's matrix products")
-    parser.add_argument("--models", default="vbpr,jifr", help="comma-separated: vbpr, jifr")
+    parser.add_argument("--models", default="vbpr,jifr", help="comma-separated model names (jifr models)")
     args = parser.parse_args()
     device = resolve_device(args.device)
     dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32

@@ -13,7 +13,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from jifr.models import frames
-from jifr.models.frames import frame_product, has_onednn_linear, project_frames
+from jifr.models.frames import (
+    frame_product,
+    has_onednn_linear,
+    onednn_linear,
+    project_frames,
+    project_frames_through,
+)
 
 SIZES = [0, 1, 37, frames.PRODUCT_ROWS, 2 * frames.PRODUCT_ROWS + 1234]
 PARTS = (40, 24)  # rows of the two weight matrices (JIFR's P and W0 have 32 each)
@@ -144,3 +150,74 @@ def test_the_joined_transpose_of_the_gradients_is_their_transposed_concatenation
     assert torch.equal(again, torch.cat([grad.T for grad in smaller]))
     if n_frames:
         assert again.data_ptr() == joined.data_ptr()
+
+
+def layer_output_and_gradients(bias: bool, n_frames: int) -> tuple[torch.nn.Linear, Tensor, Tensor]:
+    """A seeded (512 -> 24) layer and features of ``n_frames`` frames, and ``upstream`` for its output."""
+    generator = torch.Generator().manual_seed(n_frames)
+    layer = torch.nn.Linear(512, 24, bias=bias)
+    with torch.no_grad():
+        layer.weight.copy_(torch.randn(24, 512, generator=generator))
+        if layer.bias is not None:
+            layer.bias.copy_(torch.randn(24, generator=generator))
+    return layer, torch.randn(n_frames, 512, generator=generator), torch.randn(n_frames, 24, generator=generator)
+
+
+def through(project: Callable[[torch.nn.Linear, Tensor], Tensor], bias: bool, n_frames: int) -> list[Tensor]:
+    """The output of ``project`` (layer, features) and the layer's gradients."""
+    layer, features, upstream = layer_output_and_gradients(bias, n_frames)
+    out = project(layer, features)
+    (out * upstream).sum().backward()
+    return [out.detach()] + [parameter.grad for parameter in layer.parameters()]  # type: ignore[misc]
+
+
+def plain_layer(layer: torch.nn.Linear, features: Tensor) -> Tensor:
+    return layer(features)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_projecting_through_a_layer_with_mkl_is_the_layer_bit_for_bit(
+    bias: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ACF's E and CDL's first image layer keep the bits they had before oneDNN with ``mkl``."""
+    monkeypatch.setenv("JIFR_FRAME_PRODUCT", "mkl")
+    got, expected = through(project_frames_through, bias, 3000), through(plain_layer, bias, 3000)
+    assert len(got) == (3 if bias else 2)
+    for value, reference in zip(got, expected, strict=True):
+        assert torch.equal(value, reference)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("n_frames", [0, 1, 3000])
+def test_projecting_through_a_layer_with_onednn_is_within_float32_rounding(
+    bias: bool, n_frames: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JIFR_FRAME_PRODUCT", "onednn")
+    calls: list[int] = []
+
+    def counted(inputs: Tensor, weights: Tensor) -> Tensor:
+        calls.append(len(inputs))
+        return onednn_linear(inputs, weights)
+
+    monkeypatch.setattr(frames, "onednn_linear", counted)
+    got = through(project_frames_through, bias, n_frames)
+    assert len(calls) == 2  # the forward product and the weight gradient's ran in oneDNN
+    layer, features, upstream = layer_output_and_gradients(bias, n_frames)
+    features, upstream, weight = features.double(), upstream.double(), layer.weight.detach().double()
+    exact, magnitude = features @ weight.T, features.abs() @ weight.abs().T
+    if layer.bias is not None:
+        exact, magnitude = exact + layer.bias.detach().double(), magnitude + layer.bias.detach().double().abs()
+    checks = [(got[0], exact, magnitude), (got[1], upstream.T @ features, upstream.abs().T @ features.abs())]
+    if bias:
+        checks.append((got[2], upstream.sum(0), upstream.abs().sum(0)))
+    for value, reference, size in checks:
+        assert value.dtype == torch.float32 and value.shape == reference.shape
+        assert ((value.double() - reference).abs() <= 1e-6 * size).all()
+
+
+def test_projecting_through_a_layer_under_bf16_autocast_is_the_layer(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JIFR_FRAME_PRODUCT", "onednn")
+    layer, features, _ = layer_output_and_gradients(True, 100)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got, expected = project_frames_through(layer, features), layer(features)
+    assert got.dtype == torch.bfloat16 and torch.equal(got, expected)

@@ -23,7 +23,7 @@ def trained_weights(name: str, data: PreparedData) -> dict[str, torch.Tensor]:
     return model.state_dict()
 
 
-@pytest.mark.parametrize("name", ["jifr", "cdl"])
+@pytest.mark.parametrize("name", ["jifr", "cdl", "acf"])
 def test_training_from_memory_equals_training_from_the_memory_map(
     name: str, tiny: PreparedData, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -48,7 +48,7 @@ from jifr.models.base import (
     seeded_generator,
     squared_norm,
 )
-from jifr.models.frames import FrameStore, masked_softmax, scatter_rows
+from jifr.models.frames import FrameStore, masked_softmax, project_frames_through, scatter_rows
 
 # (users x history x frames x attention_dim) cells of the component attention per score_all chunk.
 CELL_BUDGET = 2**22
@@ -148,10 +148,14 @@ class ACF(Recommender):
     def item_terms(self, items: Tensor, into: Tensor | None = None) -> dict[str, Tensor]:
         """What the attention needs of history items ``items`` (n,), independent of the user:
         p_l (n, d), W1v v_l + W1p p_l (n, h), and over each item's frames (n, F_max): x_lm,
-        W2x x_lm and the mask of real frames. Each frame's features are projected once (read
-        into ``into`` where given, ``FrameStore.features``)."""
+        W2x x_lm and the mask of real frames. Each frame's features are projected once
+        (``project_frames_through``): in training gathered from the copy training keeps
+        (``FrameStore.training_features``), otherwise read into ``into`` where given
+        (``FrameStore.features``)."""
         rows, frame_mask = self.store.padded_frames(items)
-        projected = self.frame_projection(self.store.features(rows[frame_mask], into))  # x_lm = E c_lm
+        frame_rows = rows[frame_mask]
+        features = self.store.training_features(frame_rows) if self.training else self.store.features(frame_rows, into)
+        projected = project_frames_through(self.frame_projection, features)  # x_lm = E c_lm
         auxiliary = self.item_auxiliary(items)
         return {
             "auxiliary": auxiliary,

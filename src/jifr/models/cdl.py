@@ -26,6 +26,7 @@ Adaptations of the paper:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -40,7 +41,7 @@ from jifr.models.base import (
     seeded_generator,
     squared_norm,
 )
-from jifr.models.frames import FrameStore, frame_means, scatter_rows
+from jifr.models.frames import FrameStore, frame_means, project_frames_through, scatter_rows
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,7 @@ class CDL(Recommender):
         Out of training the features are read into ``into`` where given (``FrameStore.features``)."""
         rows, mask = self.store.padded_frames(items)
         features = self.store.training_features(rows[mask]) if self.training else self.store.features(rows[mask], into)
-        frames = scatter_rows(self.image_network(features), mask)  # (n, F_max, d)
+        frames = scatter_rows(self.frame_terms(features), mask)  # (n, F_max, d)
         return frames.sum(1) / mask.sum(1, keepdim=True)
 
     def triplet_scores(self, users: Tensor, positives: Tensor, negatives: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -126,8 +127,10 @@ class CDL(Recommender):
         return self.visual_frame_scores(users, items)
 
     def frame_terms(self, features: Tensor) -> Tensor:
-        """f_I(c_k) of each frame, (m, d)."""
-        return self.image_network(features)
+        """f_I(c_k) of each frame, (m, d): its first layer, over many frames, through
+        ``project_frames_through``."""
+        first, activation, second = self.image_network
+        return second(activation(project_frames_through(cast(nn.Linear, first), features)))
 
     def frame_scores_of_terms(self, users: Tensor, terms: Tensor, slot: Tensor) -> Tensor:
         """f_U(h_a) . f_I(c_k); f_U runs once per distinct user."""
@@ -139,4 +142,4 @@ class CDL(Recommender):
 
     def new_item_scores(self, users: Tensor, features: Tensor, counts: Tensor) -> Tensor:
         """(B, n_new) f_U(h_a) . mean_k f_I(c_k), as for any item."""
-        return self.user_embeddings(users) @ frame_means(self.image_network(features), counts).T
+        return self.user_embeddings(users) @ frame_means(self.frame_terms(features), counts).T

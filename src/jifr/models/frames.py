@@ -18,8 +18,9 @@ ITEM_CHUNK = 2048
 FRAME_CHUNK = 16384
 PRODUCT_ROWS = 8192  # frames per block of project_frames' forward product with MKL
 TRANSPOSE_FRAMES = 4096  # frames per block of the oneDNN weight gradient's transposed copy
-# project_frames' float32 product on the CPU: "onednn", torch's oneDNN matrix product (faster for
-# this shape), or "mkl", torch's default one in blocks (the bits of jifr before the oneDNN product).
+# The frames' float32 product on the CPU (project_frames, project_frames_through): "onednn",
+# torch's oneDNN matrix product (faster for these shapes), or "mkl", torch's default one (the bits
+# of jifr before the oneDNN product).
 FRAME_PRODUCTS = ("onednn", "mkl")
 # A training step reads its frames from a float32 copy of all features kept in memory where the
 # copy takes at most this much (2 GB for the paper-scale set's 127,040 x 4,096 frames); larger
@@ -221,14 +222,33 @@ def project_frames(features: Tensor, *weights: Tensor) -> tuple[Tensor, ...]:
     return _FrameProduct.apply(features, frame_product() == "onednn", *weights)
 
 
+def project_frames_through(layer: torch.nn.Linear, features: Tensor) -> Tensor:
+    """``layer(features)`` of many frames (F, D) whose features are constants, as ACF's E and
+    CDL's first image layer read them: the weights' gradient is the one that counts. On the CPU
+    in float32 outside autocast it runs ``project_frames``' oneDNN product (its bias added after),
+    the faster one for these shapes; with ``JIFR_FRAME_PRODUCT=mkl``, on a GPU or under bf16
+    autocast it is ``layer`` itself, with its bits (jifr's before these models used oneDNN)."""
+    if not _runs_onednn(features):
+        return layer(features)
+    (product,) = _FrameProduct.apply(features, True, layer.weight)
+    return product if layer.bias is None else product + layer.bias
+
+
+def _runs_onednn(features: Tensor) -> bool:
+    """Whether ``project_frames`` multiplies ``features`` in oneDNN."""
+    on_cpu = features.device.type == "cpu" and features.dtype == torch.float32
+    return on_cpu and not torch.is_autocast_enabled("cpu") and frame_product() == "onednn"
+
+
 def _column_blocks(product: Tensor, weights: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
     """``product`` (F, sum of d_k) as one (F, d_k) view per weight matrix, in order."""
     return tuple(product.split([len(w) for w in weights], dim=1))
 
 
 def frame_product() -> str:
-    """``project_frames``' CPU float32 product: ``JIFR_FRAME_PRODUCT`` (onednn by default; mkl
-    where this torch has no oneDNN linear). ValueError for a value that is neither."""
+    """The CPU float32 product of ``project_frames`` and ``project_frames_through``:
+    ``JIFR_FRAME_PRODUCT`` (onednn by default; mkl where this torch has no oneDNN linear).
+    ValueError for a value that is neither."""
     chosen = os.environ.get("JIFR_FRAME_PRODUCT", "onednn").strip().lower()
     if chosen not in FRAME_PRODUCTS:
         raise ValueError(f"JIFR_FRAME_PRODUCT must be one of {', '.join(FRAME_PRODUCTS)}, got {chosen!r}")
