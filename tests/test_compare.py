@@ -89,3 +89,28 @@ def test_comparison_writes_every_run_and_resumes(
     assert [r.metrics for r in again] == [r.metrics for r in records]
     with pytest.raises(AssertionError, match="trained again"):  # another setting is another run
         run_comparison(tiny_dir, tmp_path / "cmp", CompareConfig(**{**config.__dict__, "settings": {"l2": 0.01}}))
+
+
+def test_a_run_made_with_another_frame_product_is_computed_again(
+    tiny_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The frame product (``JIFR_FRAME_PRODUCT``) is recorded with every run; a run recorded with
+    another one is not reused, and a run recorded before it was recorded is."""
+    monkeypatch.setenv("JIFR_FRAME_PRODUCT", "mkl")
+    config = CompareConfig(models=("bpr",), seeds=(0,), train=QUICK, repeats=1, references=False)
+    run_comparison(tiny_dir, tmp_path / "cmp", config, show_progress=False)
+    path = tmp_path / "cmp" / "seed-0" / "bpr.json"
+    assert json.loads(path.read_text())["frame_product"] == "mkl"
+    assert json.loads((tmp_path / "cmp" / "summary.json").read_text())["frame_product"] == "mkl"
+
+    def must_not_train(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a finished run was trained again")
+
+    monkeypatch.setattr(compare, "fit", must_not_train)
+    monkeypatch.setenv("JIFR_FRAME_PRODUCT", "onednn")
+    with pytest.raises(AssertionError, match="trained again"):
+        run_comparison(tiny_dir, tmp_path / "cmp", config, show_progress=False)
+    saved = json.loads(path.read_text())
+    del saved["frame_product"]
+    path.write_text(json.dumps(saved))
+    assert [r.model for r in run_comparison(tiny_dir, tmp_path / "cmp", config, show_progress=False)] == ["bpr"]

@@ -31,6 +31,7 @@ from jifr.evaluate import ProtocolResult, random_keyframe_expectation, random_ke
 from jifr.experiment import evaluate_model, has_exposures
 from jifr.models import MODELS, ModelInputs, build_model, model_config
 from jifr.models.diagnostic import MeanUserFrames
+from jifr.models.frames import frame_product
 from jifr.models.reference import FrameLikePopularity
 from jifr.outputs import open_output_directory, write_json_atomic, write_text_atomic
 from jifr.results import provenance, write_results
@@ -279,6 +280,10 @@ def _finished_run(path: Path, wanted: dict[str, Any], fingerprint: str, mean_use
     if saved is None:
         return None
     if saved.get("config") != json.loads(json.dumps(wanted)) or saved.get("data_fingerprint") != fingerprint:
+        return None
+    product = frame_product()
+    if saved.get("frame_product", product) != product:  # records from before it was recorded: not known
+        log.info("%s was trained with JIFR_FRAME_PRODUCT=%s; this run is computed again", path, saved["frame_product"])
         return None
     if mean_user and MEAN_USER_PROTOCOL not in saved["results"]:
         return None

@@ -14,15 +14,20 @@ import torch
 
 import jifr
 from jifr.evaluate import ProtocolResult
+from jifr.models.frames import frame_product
 from jifr.outputs import MARKER_NAME, OutputError, atomic_open
 
 CSV_HEADER = ["model", "protocol", "metric", "mean", "std", "n_queries", "seed", "data_fingerprint", "jifr_version"]
 
 
 def provenance(data_fingerprint: str, config: dict[str, Any], seed: int) -> dict[str, Any]:
+    """What a results file records of how it was made. ``frame_product`` is the float32 product
+    of the frames' projections on the CPU (``JIFR_FRAME_PRODUCT``: JIFR's content attention, ACF,
+    CDL), whose order of sums the trained weights' last bits depend on."""
     return {
         "jifr_version": jifr.__version__,
         "torch_version": torch.__version__,
+        "frame_product": frame_product(),
         "python": platform.python_version(),
         "data_fingerprint": data_fingerprint,
         "seed": seed,

@@ -170,15 +170,16 @@ def _fig5(contents: Contents) -> list[str]:
 def _provenance(contents: Contents) -> list[str]:
     c = contents.comparison
     s = c.summary
+    keys = ("jifr_version", "torch_version", "python", "frame_product")
     written = sorted(
-        {(r.get("jifr_version"), r.get("torch_version"), r.get("python")) for m in c.runs.values() for r in m.values()}
+        {tuple(str(r.get(key, "not recorded")) for key in keys) for m in c.runs.values() for r in m.values()}
     )
-    runs = "; ".join(f"jifr {j}, torch {t}, Python {p}" for j, t, p in written)
+    runs = "; ".join(f"jifr {j}, torch {t}, Python {p}, frame product {f}" for j, t, p, f in written)
     lines = [
         "## Provenance",
         "",
         f"- summary.json: jifr {s.get('jifr_version')}, torch {s.get('torch_version')}, Python {s.get('python')}, "
-        f"written {s.get('written_at')}.",
+        f"frame product {s.get('frame_product', 'not recorded')}, written {s.get('written_at')}.",
         f"- run files (seed-N/<model>.json): {runs}.",
         f"- this report: jifr {jifr.__version__}, " + ", ".join(f"{k} {v}" for k, v in contents.versions.items()) + ".",
         "",
