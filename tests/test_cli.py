@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import torch
 from typer.testing import CliRunner
 
+import jifr
 from jifr.cli import app
+from jifr.models.frames import frame_product
 
 runner = CliRunner()
 
@@ -45,6 +48,13 @@ def test_prepare_train_evaluate_recommend(tiny_dir: Path, tmp_path: Path) -> Non
     assert (
         saved["data_fingerprint"] == description["data"]["fingerprint"] and saved["seed"] == 0 and saved["jifr_version"]
     )
+    trained_with = {
+        "jifr_version": jifr.__version__,
+        "torch_version": torch.__version__,
+        "frame_product": frame_product(),
+    }
+    assert {key: description[key] for key in trained_with} == trained_with == saved["config"]["trained_with"]
+    assert saved["frame_product"] == frame_product()  # the evaluating process's
     assert (tmp_path / "run" / "results.csv").read_text().startswith("model,protocol,metric,mean,std")
     code, out = invoke("recommend", tmp_path / "run", "--user", "u3", "-k", "2", "--json")
     assert code == 0, out

@@ -30,6 +30,7 @@ from jifr.data.prepared import META_NAME, PreparedData, load_prepared
 from jifr.data.prepared_copy import copy_prepared
 from jifr.errors import DataError
 from jifr.models import ModelInputs, Recommender, build_model
+from jifr.models.frames import frame_product
 from jifr.outputs import atomic_path, sha256_file, write_json_atomic
 from jifr.train import History, TrainConfig
 
@@ -72,6 +73,8 @@ def save_checkpoint(
         "ids": {"users": data.user_ids.tolist(), "items": data.item_ids.tolist()},
         "history": history.as_dict() if history else None,
         "jifr_version": jifr.__version__,
+        "torch_version": torch.__version__,
+        "frame_product": frame_product(),  # the weights' last bits depend on it (jifr.models.frames)
     }
     write_json_atomic(directory / CHECKPOINT_NAME, description, indent=1)
     return directory

@@ -304,6 +304,7 @@ def evaluate(
         "model": description["model"],
         "model_config": description["model_config"],
         "train_config": description["train_config"],
+        "trained_with": {key: description.get(key) for key in ("jifr_version", "torch_version", "frame_product")},
         "part": part,
     }
     context = {"model": description["model"]} | provenance(data.fingerprint, config, description["seed"])
