@@ -1,6 +1,7 @@
 import math
 
 import numpy as np
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -103,3 +104,33 @@ def test_all_nan_scores_give_zero() -> None:
 def test_negative_infinity_still_means_padding() -> None:
     m = metrics([[0.5, INF]], [[INF, INF, 0.1]], (1,))
     assert m["HR@1"] == 1
+
+
+NEG_INF = float("-inf")
+
+
+@pytest.mark.parametrize("k_max", [1, 3, 10, 40])
+def test_positions_count_nan_negatives_as_above_everything_however_many(k_max: int) -> None:
+    """Rows with no NaN negative, fewer NaN than k_max, and more; ties, infinities and padding:
+    each position up to k_max is 1 + the negatives (NaN as +inf) at or above the positive + the
+    better positives, counted one by one."""
+    generator = torch.Generator().manual_seed(k_max)
+    negative = torch.randint(-3, 4, (24, 30), generator=generator).double()  # many ties
+    cells = torch.rand(24, 30, generator=generator)
+    nan_share = torch.linspace(0, 0.9, 24)[:, None]  # from no NaN to most of the row
+    negative[cells < nan_share] = NAN
+    negative[(cells > 0.95)] = POS_INF
+    negative[(cells > 0.9) & (cells <= 0.95)] = NEG_INF
+    positive = torch.randint(-3, 4, (24, 4), generator=generator).double()
+    positive[:, 3] = NEG_INF  # padding
+    positive[::5, 2] = NAN
+    got = pessimistic_positions(positive, negative, k_max)
+    for row in range(24):
+        above_all = negative[row].nan_to_num(nan=POS_INF, posinf=POS_INF, neginf=NEG_INF)
+        real = sorted((NEG_INF if math.isnan(v) else v for v in positive[row].tolist()), reverse=True)
+        for rank, value in enumerate(real):
+            if value == NEG_INF:  # padding, and broken positives, which sort last
+                assert got[row, rank] == POS_INF
+                continue
+            expected = 1 + int((above_all >= value).sum()) + rank
+            assert min(float(got[row, rank]), k_max + 1) == min(expected, k_max + 1)

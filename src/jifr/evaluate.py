@@ -156,11 +156,13 @@ def _pruned_metrics(
 def _rank_held_out(
     scores: Tensor, held_out: sp.csr_matrix, chunk: np.ndarray, ks: tuple[int, ...]
 ) -> dict[str, Tensor]:
+    """HR@K and NDCG@K of ``chunk``'s held-out positives from its users' ``scores`` (B, n_items),
+    known items at -inf. ``scores`` (the block's reused memory) ends with the positives at -inf
+    too: the negatives, ranked in place rather than in a copy of the block."""
     items, mask = _padded_positives(held_out, chunk, scores.device)
     positive = torch.gather(scores, 1, items).masked_fill(~mask, float("-inf"))
-    negative = scores.clone()
-    negative[mask.nonzero()[:, 0], items[mask]] = float("-inf")
-    positions = pessimistic_positions(positive, negative, max(ks))
+    scores[mask.nonzero()[:, 0], items[mask]] = float("-inf")
+    positions = pessimistic_positions(positive, scores, max(ks))
     return hr_ndcg(positions, mask.sum(1), ks)
 
 

@@ -27,10 +27,13 @@ def pessimistic_positions(positive: Tensor, negative: Tensor, k_max: int) -> Ten
     ``inf``), and a negative scored NaN ranks above every positive. Comparisons with NaN are
     always False, so without this a model that diverged to NaN would score a perfect ranking.
     """
-    negative = negative.masked_fill(torch.isnan(negative), float("inf"))
     broken = torch.isnan(positive) | torch.isposinf(positive)
     k = min(k_max, negative.shape[1])
+    # torch.topk ranks NaN above every number (on the CPU and on CUDA), so a row's best k hold its NaN negatives first;
+    # made +inf there, they are what making them +inf before the topk gives, without a copy of
+    # ``negative`` (at full ranking, every item's score of every user in the chunk).
     top = torch.topk(negative, k, dim=1).values if k > 0 else negative[:, :0]
+    top = top.masked_fill(torch.isnan(top), float("inf"))
     # Broken positives sort last, as padding does, so they do not push real positives down.
     ordered = torch.sort(positive.masked_fill(broken, float("-inf")), dim=1, descending=True).values
     ahead = (top[:, None, :] >= ordered[:, :, None]).sum(-1)  # negatives at or above, capped at k
