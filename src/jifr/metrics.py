@@ -29,9 +29,9 @@ def pessimistic_positions(positive: Tensor, negative: Tensor, k_max: int) -> Ten
     """
     broken = torch.isnan(positive) | torch.isposinf(positive)
     k = min(k_max, negative.shape[1])
-    # torch.topk ranks NaN above every number (on the CPU and on CUDA), so a row's best k hold its NaN negatives first;
-    # made +inf there, they are what making them +inf before the topk gives, without a copy of
-    # ``negative`` (at full ranking, every item's score of every user in the chunk).
+    # torch.topk ranks NaN above every number (on the CPU and on CUDA), so a row's best k hold
+    # its NaN negatives first; made +inf there, they are what making them +inf before the topk
+    # gives, without a copy of ``negative`` (at full ranking, every score of the chunk's users).
     top = torch.topk(negative, k, dim=1).values if k > 0 else negative[:, :0]
     top = top.masked_fill(torch.isnan(top), float("inf"))
     # Broken positives sort last, as padding does, so they do not push real positives down.

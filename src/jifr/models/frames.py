@@ -216,7 +216,7 @@ def project_frames(features: Tensor, *weights: Tensor) -> tuple[Tensor, ...]:
     (``F.linear``'s bits, in blocks of ``PRODUCT_ROWS`` frames): the values of jifr before the
     oneDNN product, which the README's trained figures were measured with. Anything else (a GPU,
     bf16 autocast) is ``F.linear`` of the stacked weights."""
-    if features.device.type != "cpu" or torch.is_autocast_enabled("cpu") or features.dtype != torch.float32:
+    if not _cpu_float32(features):
         stacked = weights[0] if len(weights) == 1 else torch.cat(weights)
         return _column_blocks(torch.nn.functional.linear(features, stacked), weights)
     return _FrameProduct.apply(features, frame_product() == "onednn", *weights)
@@ -228,16 +228,17 @@ def project_frames_through(layer: torch.nn.Linear, features: Tensor) -> Tensor:
     in float32 outside autocast it runs ``project_frames``' oneDNN product (its bias added after),
     the faster one for these shapes; with ``JIFR_FRAME_PRODUCT=mkl``, on a GPU or under bf16
     autocast it is ``layer`` itself, with its bits (jifr's before these models used oneDNN)."""
-    if not _runs_onednn(features):
+    if not (_cpu_float32(features) and frame_product() == "onednn"):
         return layer(features)
     (product,) = _FrameProduct.apply(features, True, layer.weight)
     return product if layer.bias is None else product + layer.bias
 
 
-def _runs_onednn(features: Tensor) -> bool:
-    """Whether ``project_frames`` multiplies ``features`` in oneDNN."""
+def _cpu_float32(features: Tensor) -> bool:
+    """Whether a product of ``features`` runs in float32 on the CPU (outside autocast), where the
+    frame product (``frame_product``) is jifr's choice rather than ``F.linear``'s."""
     on_cpu = features.device.type == "cpu" and features.dtype == torch.float32
-    return on_cpu and not torch.is_autocast_enabled("cpu") and frame_product() == "onednn"
+    return on_cpu and not torch.is_autocast_enabled("cpu")
 
 
 def _column_blocks(product: Tensor, weights: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
