@@ -108,3 +108,20 @@ def test_the_default_l2_keeps_the_content_attention_alive(planted: tuple[Synthet
         found[label] = (attention_diagnostics(model, data).metrics["alpha_entropy_ratio"], gain)
     assert found["defaults"][0] < 1 - 1e-4 and found["defaults"][1] > 0.005, found
     assert found["l2 on W0"][0] == pytest.approx(1.0, abs=1e-5) and abs(found["l2 on W0"][1]) < 1e-4, found
+
+
+def test_beta_in_eval_mode_reads_the_item_cache_and_equals_beta_from_the_frames(tiny: PreparedData) -> None:
+    """Eval mode takes x_i from the item cache (as ranking does) instead of each item's frames."""
+    model = build_model("jifr", ModelInputs.from_data(tiny), seed=2)
+    users = torch.as_tensor(tiny.test.users[:300])
+    items = torch.as_tensor(tiny.test.items[:300])
+    with torch.no_grad():
+        from_frames = model.train().visual_weight(users, items)
+        model.eval()
+        model.item_cache()["visual"].mul_(0.0)  # the cache is what eval mode reads: x_i = 0 ...
+        zeroed = model.visual_weight(users, items)
+        model.train().eval()  # a fresh cache
+        cached = model.visual_weight(users, items)
+    assert from_frames.std() > 0.01  # beta varies over these pairs
+    assert not torch.allclose(zeroed, from_frames)  # ... moves beta
+    assert torch.allclose(cached, from_frames, rtol=0, atol=1e-6)

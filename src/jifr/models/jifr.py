@@ -193,10 +193,12 @@ class JIFR(Recommender):
 
     def visual_weight(self, users: Tensor, items: Tensor) -> Tensor:
         """(B,) beta_ai2 of eq. (10), the weight of the visual score w_a.x_i in r_ai (1/2 with
-        rating_attention="avg")."""
+        rating_attention="avg"). In eval mode x_i comes from the item cache, as ranking reads it,
+        rather than from each item's frames again."""
         if self.config.rating_attention == "avg":
             return torch.full((len(users),), 0.5, device=users.device)
-        u, w, v, x = self.user_collab(users), self.user_visual(users), self.item_collab(items), self.item_visual(items)
+        x = self.item_visual(items) if self.training else self.item_cache()["visual"][items]
+        u, w, v = self.user_collab(users), self.user_visual(users), self.item_collab(items)
         collab_logit, visual_logit = self._rating_logits(u, w, v, x)
         return torch.sigmoid(visual_logit - collab_logit)
 
