@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from jifr.data.prepared import FrameFeedback, Interactions, ItemFrames, PreparedData
-from jifr.models import ModelInputs, Recommender, build_model
+from jifr.models import ModelInputs, Recommender, base, build_model
 from jifr.models.base import FRAME_BIAS, FRAME_TERMS
 
 VISUAL = ["jifr", "jifr_na", "jifr_content_att", "jifr_rating_att", "vbpr", "cdl"]
@@ -112,3 +112,20 @@ def test_a_frame_cache_built_first_is_not_built_again_by_the_item_cache(tiny: Pr
     model = build_model("jifr", ModelInputs.from_data(tiny), seed=0).eval()
     terms = model.frame_cache()[FRAME_TERMS]
     assert FRAME_TERMS not in model.item_cache() and model.frame_cache()[FRAME_TERMS] is terms
+
+
+@pytest.mark.parametrize(("name", "feedback"), CASES)
+def test_the_frame_score_grid_has_the_bits_of_the_pairs_scored_one_by_one(name: str, feedback: bool) -> None:
+    """The visual models score every frame for every user broadcast, in blocks of frames
+    (``broadcast_dot``): the values of ``frame_scores_of_terms`` over the pairs, bit for bit,
+    over more than one block and a last block cut short."""
+    model = randomised(name, inputs(24, np.float32, feedback)).eval()
+    users = torch.tensor([0, 3, 4, 7, 9, 11, 12, 20, 21, 29, 3])  # a repeated user too
+    per_block = base.GRID_CELLS // (len(users) * 32)  # 32-d user vectors: frames per block
+    generator = torch.Generator().manual_seed(4)
+    with torch.no_grad():
+        terms = model.frame_terms(torch.randn(2 * per_block + 7, 24, generator=generator))
+        grid = model.frame_score_grid(users, terms)
+        one_by_one = Recommender.frame_score_grid(model, users, terms)
+    assert type(model).frame_score_grid is not Recommender.frame_score_grid
+    assert grid.shape == (len(terms), len(users)) and torch.equal(grid, one_by_one)

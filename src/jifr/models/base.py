@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 FRAME_TERMS = "frame_terms"  # item cache: (n_frames, t) every frame's frame_terms
 FRAME_BIAS = "frame_bias"  # item cache, with frame feedback: (n_frames,) every frame's bias b_k + q . c_k
+GRID_CELLS = 2**21  # (frames x users x dim) products per block of broadcast_dot: 8 MB, kept in cache
 
 
 @dataclass
@@ -259,6 +260,14 @@ class Recommender(nn.Module):
         ``frame_terms`` (m, t)."""
         raise NotImplementedError(f"{self.name} does not score frames from their features")
 
+    def frame_score_grid(self, users: Tensor, terms: Tensor) -> Tensor:
+        """(m, U) ``frame_scores_of_terms`` of every frame (its terms, (m, t)) for every one of
+        ``users`` (U,). This default scores the m x U pairs one by one; the visual models do the
+        same operations broadcast (``broadcast_dot``), with the same values bit for bit."""
+        n = len(terms)
+        slot = torch.arange(n, device=terms.device).repeat_interleave(len(users))
+        return self.frame_scores_of_terms(users.repeat(n), terms, slot).view(n, len(users))
+
     def frame_feedback_loss(self, users: Tensor, frames: Tensor, labels: Tensor, weights: Tensor) -> Tensor:
         """The weighted frame-feedback loss of logged (user, frame, label) rows (jifr.models.feedback)."""
         head = self.feedback_head()
@@ -284,9 +293,7 @@ class Recommender(nn.Module):
         (U,), -inf padded; each frame's features are read and projected once, not once per user."""
 
         def mean_personal(terms: Tensor, mask: Tensor) -> Tensor:
-            n = len(terms)
-            slot = torch.arange(n, device=terms.device).repeat_interleave(len(users))
-            return self.frame_scores_of_terms(users.repeat(n), terms, slot).view(n, len(users)).mean(1)
+            return self.frame_score_grid(users, terms).mean(1)
 
         return self._padded_frame_scores(items, mean_personal)
 
@@ -421,6 +428,15 @@ def product_into(left: Tensor, right: Tensor, out: Tensor | None) -> Tensor:
         return left @ right.T
     with torch.no_grad():
         return torch.matmul(left, right.T, out=out)
+
+
+def broadcast_dot(users: Tensor, terms: Tensor) -> Tensor:
+    """(m, U) ``(users[a] * terms[k]).sum(-1)`` of every row of ``terms`` (m, d) with every row
+    of ``users`` (U, d): the products and sums of the pairs scored one by one, bit for bit, a
+    block of rows at a time so that the block's (rows x U x d) products stay in cache."""
+    step = max(1, GRID_CELLS // max(users.numel(), 1))
+    blocks = [(terms[s : s + step, None, :] * users[None, :, :]).sum(-1) for s in range(0, len(terms), step)]
+    return torch.cat(blocks) if blocks else terms.new_zeros(0, len(users))
 
 
 def squared_norm(*tensors: Tensor) -> Tensor:

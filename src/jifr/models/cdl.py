@@ -35,6 +35,7 @@ from torch import Tensor, nn
 from jifr.models.base import (
     ModelInputs,
     Recommender,
+    broadcast_dot,
     linear,
     mean_over_training_items,
     product_into,
@@ -134,9 +135,15 @@ class CDL(Recommender):
 
     def frame_scores_of_terms(self, users: Tensor, terms: Tensor, slot: Tensor) -> Tensor:
         """f_U(h_a) . f_I(c_k); f_U runs once per distinct user."""
+        return (self._frame_users(users) * F.embedding(slot, terms)).sum(-1)
+
+    def frame_score_grid(self, users: Tensor, terms: Tensor) -> Tensor:
+        return broadcast_dot(self._frame_users(users), terms)
+
+    def _frame_users(self, users: Tensor) -> Tensor:
+        """f_U(h_a) of each of ``users``, computed once per distinct user."""
         distinct, inverse = torch.unique(users, return_inverse=True)
-        user = F.embedding(inverse, self.user_embeddings(distinct))
-        return (user * F.embedding(slot, terms)).sum(-1)
+        return F.embedding(inverse, self.user_embeddings(distinct))
 
     new_item_score = "its usual score, r_ai = f_U(h_a) . mean_k f_I(c_k): CDL has no free item parameters"
 

@@ -33,6 +33,7 @@ from jifr.models.base import (
     ModelInputs,
     PrunedTopK,
     Recommender,
+    broadcast_dot,
     linear,
     normal_embedding,
     product_into,
@@ -481,6 +482,9 @@ class JIFR(Recommender):
     def frame_scores_of_terms(self, users: Tensor, terms: Tensor, slot: Tensor) -> Tensor:
         """w_a . (P c_k), eq. (4)."""
         return (self.user_visual(users) * F.embedding(slot, terms)).sum(-1)
+
+    def frame_score_grid(self, users: Tensor, terms: Tensor) -> Tensor:
+        return broadcast_dot(self.user_visual(users), terms)
 
     # ---- new items -----------------------------------------------------------------------------
     new_item_score = (

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from jifr.models.base import (
     ModelInputs,
     Recommender,
+    broadcast_dot,
     linear,
     normal_embedding,
     product_into,
@@ -135,6 +136,9 @@ class VBPR(Recommender):
         """theta_u . (E c_k) + beta' . c_k."""
         gathered = F.embedding(slot, terms)
         return (self.user_visual(users) * gathered[:, :-1]).sum(-1) + gathered[:, -1]
+
+    def frame_score_grid(self, users: Tensor, terms: Tensor) -> Tensor:
+        return broadcast_dot(self.user_visual(users), terms[:, :-1]) + terms[:, -1:]
 
     new_item_score = (
         "gamma_i = 0 and beta_i = 0, the prior means of the item's free embedding and bias: "
