@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import torch
 from typer.testing import CliRunner
 
@@ -98,3 +99,15 @@ def test_compare_prints_the_summary_and_rejects_bad_settings(tiny_dir: Path, tmp
     assert code == 2 and "apply to none of bpr" in out and "Traceback" not in out
     code, out = invoke(*args, "--models", "bpr,jifr3")
     assert code == 2 and "unknown model(s) jifr3" in out
+
+
+def test_an_unknown_frame_product_stops_training_before_it_starts(
+    tiny_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """JIFR_FRAME_PRODUCT is recorded with the weights, so a bad value must not cost a finished
+    training, even for a model that never uses the product."""
+    assert invoke("prepare", tiny_dir, "--out", tmp_path / "prep")[0] == 0
+    monkeypatch.setenv("JIFR_FRAME_PRODUCT", "blas")
+    code, out = invoke("train", tmp_path / "prep", "--out", tmp_path / "run", "--model", "bpr", "--no-progress")
+    assert code == 2 and "JIFR_FRAME_PRODUCT must be one of onednn, mkl, got 'blas'" in out, out
+    assert "epoch" not in out and not (tmp_path / "run" / "model.safetensors").exists()

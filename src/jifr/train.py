@@ -50,6 +50,7 @@ from jifr.errors import TrainingDivergedError
 from jifr.evaluate import evaluate_full, full_ranking_sums
 from jifr.models.base import Recommender, bpr_loss
 from jifr.models.bpr import BPR
+from jifr.models.frames import frame_product
 from jifr.progress import ProgressLog, progress_bar
 from jifr.training_state import TrainingState, load_training_state, remove_training_state, save_training_state
 
@@ -186,6 +187,7 @@ def fit(
     """
     if resume and state_dir is None:
         raise ValueError("resume=True needs the state_dir to resume from")
+    frame_product()  # recorded with the weights (checkpoints, results): a bad value stops here, before training
     if not model.trainable:
         return History()
     ranks = distributed.current()
